@@ -1,0 +1,35 @@
+# The two commands: `make run` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint protos bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m exporter.demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/render_metrics.py
+	$(PY) bench/poll_cycle.py
+
+# Regenerate the committed gRPC code; tests/test_protos_codegen.py fails when this would change it.
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iexternal_scaler/_proto=protos --python_out=. --grpc_python_out=. \
+		--pyi_out=. protos/externalscaler.proto
+
+clean:
+	rm -rf $(VENV) build *.egg-info

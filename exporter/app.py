@@ -1,0 +1,139 @@
+"""The exporter's aiohttp application: /metrics, /healthz, /readyz, /api/v1/snapshot (with long-poll) and /.
+
+`create_app(config, registry)` builds it; its cleanup context owns the one ClientSession and the poller.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from . import __version__
+from .collector import HorizonCollector, MetricsRenderer
+from .config import Config
+from .poller import Poller, initial_states
+from .snapshot import SnapshotStore
+from .snapshot_json import snapshot_document
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", SnapshotStore)
+RENDERER = web.AppKey("renderer", MetricsRenderer)
+POLLER = web.AppKey("poller", Poller)
+SNAPSHOT_CACHE = web.AppKey("snapshot_cache", dict)
+
+LONG_POLL_DEFAULT = 30.0
+LONG_POLL_MAX = 60.0
+
+_LANDING = """<!doctype html>
+<html><head><title>horizon-keda exporter</title></head><body>
+<h1>horizon-keda exporter {version}</h1>
+<p>Polls Laravel Horizon and serves per-microservice gauges for Prometheus and the KEDA scaler sidecar.</p>
+<ul>
+<li><a href="metrics">/metrics</a> &mdash; Prometheus exposition</li>
+<li><a href="api/v1/snapshot">/api/v1/snapshot</a> &mdash; the latest snapshot as JSON
+ (<code>?after=VERSION&amp;timeout=S</code> waits for the next one)</li>
+<li><a href="healthz">/healthz</a> &mdash; alive</li>
+<li><a href="readyz">/readyz</a> &mdash; config loaded and every target polled once</li>
+</ul></body></html>
+"""
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[RENDERER].render(request.headers.get("Accept"))
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = content_type
+    return resp
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    snap = request.app[STORE].current
+    if snap.ready:
+        return web.Response(text="ready\n")
+    waiting = [name for name, t in snap.targets.items() if t.attempts == 0]
+    return web.Response(status=503, text=f"waiting for the first poll of: {', '.join(waiting)}\n")
+
+
+def _float_param(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"query parameter {name}: expected a number from {lo:g} to {hi:g}, got {raw!r}\n")
+    return value
+
+
+async def _snapshot(request: web.Request) -> web.Response:
+    app = request.app
+    store = app[STORE]
+    if "after" in request.query:
+        raw = request.query["after"]
+        if not raw.isdigit():
+            raise web.HTTPBadRequest(text=f"query parameter after: expected a snapshot version, got {raw!r}\n")
+        timeout = _float_param(request, "timeout", LONG_POLL_DEFAULT, 0, LONG_POLL_MAX)
+        snap = await store.wait_for_change(int(raw), timeout)
+    else:
+        snap = store.current
+    cache = app[SNAPSHOT_CACHE]
+    if cache.get("version") != snap.version:
+        config = app[CONFIG]
+        document = snapshot_document(snap, config.poll_interval, config.stale_after)
+        cache["body"] = json.dumps(document, separators=(",", ":")).encode()
+        cache["version"] = snap.version
+    return web.Response(body=cache["body"], content_type="application/json")
+
+
+async def _landing(request: web.Request) -> web.Response:
+    return web.Response(text=_LANDING.format(version=__version__), content_type="text/html")
+
+
+def create_app(
+    config: Config,
+    registry: CollectorRegistry | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    start_poller: bool = True,
+) -> web.Application:
+    """Build the exporter application for `config`; the poller starts with the app and stops with it."""
+    app = web.Application()
+    store = SnapshotStore(initial_states(config), clock)
+    registry = registry if registry is not None else CollectorRegistry()
+    registry.register(HorizonCollector(store))
+    app[CONFIG] = config
+    app[STORE] = store
+    app[RENDERER] = MetricsRenderer(registry, store)
+    app[SNAPSHOT_CACHE] = {}
+
+    async def polling(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=config.max_concurrency * 3, ttl_dns_cache=30)
+        async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+            poller = Poller(config, store, session, clock)
+            app[POLLER] = poller
+            if start_poller:
+                poller.start()
+            yield
+            await poller.stop()
+
+    async def release_waiters(app: web.Application) -> None:
+        store.close()
+
+    app.cleanup_ctx.append(polling)
+    app.on_shutdown.append(release_waiters)
+    app.router.add_get("/", _landing)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/api/v1/snapshot", _snapshot)
+    return app

@@ -1,0 +1,129 @@
+"""`horizon-exporter`: parse flags and environment, load the config, then serve (or just check the config)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from aiohttp import web
+
+from . import __version__
+from .app import create_app
+from .config import DEFAULT_LISTEN, Config, ConfigError, load_config, split_listen, target_from_flag, validate
+
+ENV_PREFIX = "HORIZON_EXPORTER_"
+
+DESCRIPTION = """\
+Poll Laravel Horizon's JSON API for every Core microservice and serve per-microservice gauges on /metrics,
+plus a JSON snapshot for the KEDA scaler sidecar on /api/v1/snapshot.
+
+Simple case, one Horizon per microservice:
+  horizon-exporter --target orders=http://orders.shop.svc/horizon --target payments=http://payments/horizon
+
+Anything more (one Horizon for many microservices, credentials, TLS): --config FILE (see README).
+Every flag can also be set by an environment variable, HORIZON_EXPORTER_<FLAG> (e.g. HORIZON_EXPORTER_LISTEN);
+a flag wins over its variable, which wins over the file.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to document the flags)."""
+    p = argparse.ArgumentParser(
+        prog="horizon-exporter", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config file (env: HORIZON_EXPORTER_CONFIG)")
+    p.add_argument("--listen", metavar="HOST:PORT", help=f"where to serve (default {DEFAULT_LISTEN})")
+    p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="poll every target this often (default 1)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout to Horizon (default 5)")
+    p.add_argument(
+        "--stale-after", type=float, metavar="SECONDS",
+        help="keep a failing target's last values this long, then drop them (default 60)",
+    )  # fmt: skip
+    p.add_argument(
+        "--target", action="append", default=[], metavar="MICROSERVICE=URL",
+        help="a Horizon base URL for one microservice; repeat for more (added to the file's targets)",
+    )  # fmt: skip
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary, exit")
+    p.add_argument("--version", action="version", version=f"horizon-exporter {__version__}")
+    return p
+
+
+def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    for name in ("config", "listen", "poll_interval", "timeout", "stale_after", "log_level"):
+        if getattr(args, name) is None:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw:
+                if name in ("poll_interval", "timeout", "stale_after"):
+                    try:
+                        setattr(args, name, float(raw))
+                    except ValueError:
+                        raise ConfigError(ENV_PREFIX + name.upper(), "", f"expected a number, got {raw!r}") from None
+                else:
+                    setattr(args, name, raw)
+
+
+def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    """Merge file, environment and flags into one validated `Config`."""
+    _from_env(args, env)
+    config = load_config(args.config, env) if args.config else Config(targets=())
+    changes: dict[str, object] = {}
+    if args.listen is not None:
+        split_listen(args.listen)
+        changes["listen"] = args.listen
+    for name in ("poll_interval", "timeout", "stale_after"):
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                raise ConfigError("--" + name.replace("_", "-"), "", f"expected a positive number, got {value}")
+            changes[name] = value
+    timeout = changes.get("timeout", config.timeout)
+    extra = tuple(target_from_flag(v, float(timeout)) for v in args.target)  # type: ignore[arg-type]
+    if extra:
+        changes["targets"] = config.targets + extra
+    if not args.config:
+        changes["source"] = "flags"
+    return validate(dataclasses.replace(config, **changes))  # type: ignore[arg-type]
+
+
+def _summary(config: Config) -> str:
+    lines = [f"config OK ({config.source}): listen {config.listen}, poll every {config.poll_interval:g}s"]
+    for t in config.targets:
+        rule = t.rule
+        kind = f"microservice {rule.microservice}" if hasattr(rule, "microservice") else (
+            f"microservices from {rule.source} names by {rule.regex.pattern}"  # type: ignore[union-attr]
+        )
+        lines.append(f"  target {t.name}: {t.url} -> {kind}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Console entry point."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if env is None else env
+    try:
+        config = resolve_config(args, env)
+    except ConfigError as exc:
+        print(f"horizon-exporter: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(_summary(config))
+        return 0
+    logging.basicConfig(
+        level=(args.log_level or "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    host, port = config.host_port
+    logging.getLogger("horizon_keda").info(
+        "serving on http://%s:%d/ with %d targets", host, port, len(config.targets)
+    )
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Poll every target on its own timer: jittered start, bounded concurrency, capped exponential backoff.
+
+One loop per target, so one target never has two polls in flight; each result goes through `snapshot.advance`
+into the store. A failing target is re-polled no later than the moment its kept values expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from .client import FetchError, TargetClient
+from .config import Config, TargetConfig
+from .mapping import map_reading
+from .snapshot import PollOutcome, SnapshotStore, TargetError, TargetState, advance, expire
+
+log = logging.getLogger("horizon_keda.poller")
+
+
+def initial_states(config: Config) -> dict[str, TargetState]:
+    """A never-polled state for every configured target, in config order."""
+    return {
+        t.name: TargetState(
+            name=t.name,
+            url=t.url,
+            fixed_microservice=getattr(t.rule, "microservice", None),
+        )
+        for t in config.targets
+    }
+
+
+def backoff_delay(interval: float, failures: int, cap: float, rand: Callable[[], float] = random.random) -> float:
+    """Delay before the next poll after `failures` consecutive failures: interval × 2^n, capped, ±10 % jitter."""
+    if failures <= 0:
+        return interval
+    base = min(cap, interval * (2 ** min(failures, 30)))
+    return max(interval, base * (0.9 + 0.2 * rand()))
+
+
+class Poller:
+    """Runs one polling loop per target until cancelled."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: SnapshotStore,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._session = session
+        self._clock = clock
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start one task per target."""
+        for target in self._config.targets:
+            self._tasks.append(asyncio.create_task(self._loop(target), name=f"poll:{target.name}"))
+
+    async def stop(self) -> None:
+        """Cancel every loop and wait for them to end."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def poll_once(self, client: TargetClient) -> PollOutcome:
+        """Poll one target once (under the concurrency bound) and map its reading to microservices."""
+        async with self._semaphore:
+            started = self._clock()
+            t0 = time.perf_counter()
+            try:
+                reading = await client.fetch()
+            except FetchError as exc:
+                return PollOutcome(started, time.perf_counter() - t0, error=TargetError(exc.reason, str(exc)))
+            duration = time.perf_counter() - t0
+        microservices = map_reading(reading, client.target.rule)
+        return PollOutcome(started, duration, reading=reading, microservices=microservices)
+
+    async def _loop(self, target: TargetConfig) -> None:
+        client = TargetClient(target, self._session, self._config.max_body_bytes)
+        interval = self._config.poll_interval
+        # Spread the first polls over one interval so a thousand targets do not start in the same millisecond.
+        await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
+        failures = 0
+        while True:
+            try:
+                outcome = await self.poll_once(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not kill the loop; it is counted and shown instead
+                log.exception("target %s: poll failed unexpectedly", target.name)
+                outcome = PollOutcome(self._clock(), 0.0, error=TargetError("internal", repr(exc)))
+            previous = self._store.current.targets[target.name]
+            state = advance(previous, outcome, self._config.stale_after)
+            self._store.update(state)
+            if outcome.error is None:
+                if failures:
+                    log.info("target %s: recovered after %d failed polls", target.name, failures)
+                failures = 0
+            else:
+                failures += 1
+                if failures == 1 or previous.error is None or previous.error.reason != outcome.error.reason:
+                    log.warning("target %s: %s (%s)", target.name, outcome.error.message, outcome.error.reason)
+            delay = backoff_delay(interval, failures, max(self._config.backoff_max, interval))
+            if failures == 0:
+                # Fixed rate, not fixed gap: a poll that took 300 ms is followed 700 ms later at a 1 s interval.
+                delay = max(0.0, delay - (self._clock() - outcome.started_at))
+            await self._sleep_until_next(target, state, delay)
+
+    async def _sleep_until_next(self, target: TargetConfig, state: TargetState, delay: float) -> None:
+        # A failing target's kept values must vanish on time even while backoff stretches the polls apart.
+        if state.stale and state.last_success_at is not None:
+            expires_in = state.last_success_at + self._config.stale_after - self._clock()
+            if 0 <= expires_in < delay:
+                await asyncio.sleep(expires_in)
+                current = self._store.current.targets[target.name]
+                expired = expire(current, self._clock(), self._config.stale_after)
+                if expired is not current:
+                    self._store.update(expired)
+                delay -= expires_in
+        await asyncio.sleep(max(0.0, delay))

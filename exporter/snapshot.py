@@ -1,0 +1,220 @@
+"""Immutable snapshots of every target's latest poll, and the store that swaps them for lock-free readers.
+
+The poller builds a new `TargetState` per poll (`advance`, pure) and the store swaps in a new `Snapshot`;
+readers (collector, snapshot API, scaler) take `store.current` and never see half an update. Subscribers await
+`store.wait_for_change(version)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from types import MappingProxyType
+
+from .horizon import HorizonReading, Stats
+from .mapping import MicroserviceValues
+
+
+@dataclass(frozen=True, slots=True)
+class TargetError:
+    """Why the latest poll of a target failed: a short `reason` (a metric label) and a readable message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll of a target produced: a mapped reading or an error, with timing."""
+
+    started_at: float
+    duration_seconds: float
+    reading: HorizonReading | None = None
+    microservices: Mapping[str, MicroserviceValues] | None = None
+    error: TargetError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """The exporter's view of one target after its latest poll; values are the last good ones."""
+
+    name: str
+    url: str
+    fixed_microservice: str | None
+    attempts: int = 0
+    up: bool = False
+    last_attempt_at: float | None = None
+    last_success_at: float | None = None
+    duration_seconds: float | None = None
+    error: TargetError | None = None
+    errors_total: Mapping[str, int] = field(default_factory=dict)
+    stats: Stats | None = None
+    masters: Mapping[str, int] = field(default_factory=dict)
+    microservices: Mapping[str, MicroserviceValues] = field(default_factory=dict)
+
+    @property
+    def stale(self) -> bool:
+        """Values are kept from an earlier poll because the latest one failed."""
+        return not self.up and self.last_success_at is not None and bool(self.microservices)
+
+
+def advance(state: TargetState, outcome: PollOutcome, stale_after: float) -> TargetState:
+    """The target's next state after `outcome`: a failure keeps the last good values, expired after `stale_after`."""
+    now = outcome.started_at + outcome.duration_seconds
+    if outcome.error is None and outcome.reading is not None and outcome.microservices is not None:
+        masters: dict[str, int] = {"running": 0, "paused": 0}
+        for master in outcome.reading.masters:
+            masters[master.status] = masters.get(master.status, 0) + 1
+        return replace(
+            state,
+            attempts=state.attempts + 1,
+            up=True,
+            last_attempt_at=outcome.started_at,
+            last_success_at=outcome.started_at,
+            duration_seconds=outcome.duration_seconds,
+            error=None,
+            stats=outcome.reading.stats,
+            masters=masters,
+            microservices=MappingProxyType(dict(outcome.microservices)),
+        )
+    error = outcome.error or TargetError("internal", "poll produced neither a reading nor an error")
+    errors = dict(state.errors_total)
+    errors[error.reason] = errors.get(error.reason, 0) + 1
+    expired = state.last_success_at is None or now - state.last_success_at >= stale_after
+    return replace(
+        state,
+        attempts=state.attempts + 1,
+        up=False,
+        last_attempt_at=outcome.started_at,
+        duration_seconds=outcome.duration_seconds,
+        error=error,
+        errors_total=MappingProxyType(errors),
+        stats=None if expired else state.stats,
+        masters={} if expired else state.masters,
+        microservices={} if expired else state.microservices,
+    )
+
+
+def expire(state: TargetState, now: float, stale_after: float) -> TargetState:
+    """Drop a failing target's kept values once they are older than `stale_after`; otherwise return `state`."""
+    if state.up or not state.microservices or state.last_success_at is None:
+        return state
+    if now - state.last_success_at < stale_after:
+        return state
+    return replace(state, stats=None, masters={}, microservices={})
+
+
+@dataclass(frozen=True, slots=True)
+class MicroserviceEntry:
+    """One microservice as readers see it: its target's health and, when known, its values."""
+
+    name: str
+    target: str
+    up: bool
+    stale: bool
+    fetched_at: float | None
+    values: MicroserviceValues | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the exporter knows at one moment. Never mutated; the store swaps whole snapshots."""
+
+    version: int
+    generated_at: float
+    targets: Mapping[str, TargetState]
+
+    @property
+    def ready(self) -> bool:
+        """Every target has been polled at least once."""
+        return all(t.attempts > 0 for t in self.targets.values())
+
+    @cached_property
+    def microservices(self) -> Mapping[str, MicroserviceEntry]:
+        """Microservices of all targets; when two targets name the same one, the first in config order wins."""
+        out: dict[str, MicroserviceEntry] = {}
+        for target in self.targets.values():
+            names = list(target.microservices)
+            if target.fixed_microservice is not None and target.fixed_microservice not in target.microservices:
+                names.insert(0, target.fixed_microservice)
+            for name in names:
+                if name in out:
+                    continue
+                values = target.microservices.get(name)
+                out[name] = MicroserviceEntry(
+                    name=name,
+                    target=target.name,
+                    up=target.up,
+                    stale=target.stale and values is not None,
+                    fetched_at=target.last_success_at if values is not None else None,
+                    values=values,
+                )
+        return MappingProxyType(out)
+
+    @cached_property
+    def duplicate_microservices(self) -> tuple[str, ...]:
+        """Microservice names that more than one target reports (only the first target's values are used)."""
+        seen: dict[str, str] = {}
+        dups: list[str] = []
+        for target in self.targets.values():
+            for name in target.microservices:
+                if name in seen and seen[name] != target.name and name not in dups:
+                    dups.append(name)
+                seen.setdefault(name, target.name)
+        return tuple(dups)
+
+
+class SnapshotStore:
+    """Holds the current snapshot; `update` swaps in a new one and wakes every waiter."""
+
+    def __init__(self, targets: Mapping[str, TargetState], clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._current = Snapshot(version=1, generated_at=clock(), targets=MappingProxyType(dict(targets)))
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    @property
+    def current(self) -> Snapshot:
+        """The latest snapshot; safe to read from any coroutine without locking."""
+        return self._current
+
+    @property
+    def closed(self) -> bool:
+        """The store is shutting down; waiters return at once."""
+        return self._closed
+
+    def update(self, state: TargetState) -> Snapshot:
+        """Replace one target's state and publish a new snapshot."""
+        old = self._current
+        targets = dict(old.targets)
+        targets[state.name] = state
+        self._current = Snapshot(
+            version=old.version + 1, generated_at=self._clock(), targets=MappingProxyType(targets)
+        )
+        self._wake()
+        return self._current
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def close(self) -> None:
+        """Release every waiter (used on shutdown)."""
+        self._closed = True
+        self._wake()
+
+    async def wait_for_change(self, after_version: int, timeout: float) -> Snapshot:
+        """Return the first snapshot newer than `after_version`, or the current one after `timeout` seconds."""
+        if self._current.version > after_version or self._closed:
+            return self._current
+        event = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                while self._current.version <= after_version and not self._closed:
+                    await event.wait()
+                    event = self._changed
+        except TimeoutError:
+            pass
+        return self._current
