@@ -23,12 +23,25 @@ class FakeHorizon:
     fault: str | None = None  # "html", "invalid_json", "huge", "stall", "redirect", or "http_<code>"
     requests: list[web.Request] = field(default_factory=list)
     stall: asyncio.Event = field(default_factory=asyncio.Event)
+    delay: float = 0.0
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
     def set(self, stats: Any, workload: Any, masters: Any) -> None:
         self.payloads = {"stats": stats, "workload": workload, "masters": masters}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.match_info["endpoint"]
         fault = self.fault
         if fault == "html" or endpoint not in self.payloads:

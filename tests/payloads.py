@@ -110,7 +110,9 @@ def core_masters(counts: dict[str, list[int]]) -> dict[str, Any]:
                 "name": f"{mname}:scheduler", "master": mname, "pid": "99", "status": "running",
                 "processes": {"redis:cron": 1}, "options": _options(f"{mname}:scheduler", "cron", "off", "1", None),
             })  # fmt: skip
-        masters[mname] = {"name": mname, "environment": "production", "pid": "1", "status": "running", "supervisors": sups}
+        masters[mname] = {
+            "name": mname, "environment": "production", "pid": "1", "status": "running", "supervisors": sups,
+        }  # fmt: skip
     return masters
 
 

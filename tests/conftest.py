@@ -1,0 +1,70 @@
+"""Shared fixtures: fake Horizons on loopback and the exporter app built with its factory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from exporter.app import STORE, create_app
+from exporter.config import Config, TargetConfig
+from exporter.mapping import Fixed
+from exporter.snapshot import Snapshot
+from tests.fake_horizon import FakeHorizon
+from tests.payloads import topology_a
+
+
+def require_binary(name: str) -> str:
+    """Path of a system binary; skip locally when missing, fail under CI=true (CI must not skip)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not on PATH; .ci/run installs it")
+        pytest.skip(f"{name} is not installed (apt-get install prometheus); CI installs it")
+    return path
+
+
+@pytest.fixture
+async def horizon() -> AsyncIterator[tuple[FakeHorizon, str]]:
+    """A fake Horizon serving the reference payloads; yields it and its base URL (…/horizon)."""
+    fake = FakeHorizon()
+    fake.set(*topology_a())
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    yield fake, str(server.make_url("/horizon"))
+    fake.stall.set()
+    await server.close()
+
+
+def fixed_target(name: str, url: str, **kw: object) -> TargetConfig:
+    return TargetConfig(name=name, url=url, rule=Fixed(name), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def make_exporter() -> AsyncIterator[Callable[[Config], Awaitable[TestClient]]]:
+    """Factory: `await make_exporter(config)` gives a TestClient of a running exporter, closed at teardown."""
+    clients: list[TestClient] = []
+
+    async def make(config: Config) -> TestClient:
+        client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def wait_for(client: TestClient, predicate: Callable[[Snapshot], bool], timeout: float = 10.0) -> Snapshot:
+    """Wait (event-driven) until the exporter's snapshot satisfies `predicate`."""
+    store = client.app[STORE]
+    async with asyncio.timeout(timeout):
+        snap = store.current
+        while not predicate(snap):
+            snap = await store.wait_for_change(snap.version, timeout)
+    return snap

@@ -1,0 +1,137 @@
+"""Configuration: YAML with env interpolation, flags, and errors that name the file, the key and the expectation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from exporter.cli import build_parser, main, resolve_config
+from exporter.config import ConfigError, load_config
+from exporter.mapping import Fixed, Pattern
+
+ISSUE_EXAMPLE = """\
+poll_interval: 1
+targets:
+  - microservice: orders                      # topology (a)
+    url: http://orders.shop.svc/horizon
+    headers: {X-Monitoring-Token: "${TOKEN}"}
+    bearer_token_file: /var/run/secrets/horizon/token
+  - url: http://core.shop.svc/horizon         # topology (b)
+    microservices_from: supervisor            # or: queue
+    pattern: '^(?P<microservice>[a-z0-9-]+)-worker$'
+"""
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "config.yml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_issue_example_loads(tmp_path):
+    cfg = load_config(write(tmp_path, ISSUE_EXAMPLE), env={"TOKEN": "abc"})
+    orders, core = cfg.targets
+    assert orders.rule == Fixed("orders") and orders.headers == {"X-Monitoring-Token": "abc"}
+    assert orders.bearer_token_file == "/var/run/secrets/horizon/token"
+    assert isinstance(core.rule, Pattern) and core.rule.source == "supervisor"
+    assert core.name == "core.shop.svc/horizon"
+    assert cfg.poll_interval == 1.0 and cfg.stale_after == 60.0
+
+
+def test_env_interpolation_defaults_and_escape(tmp_path):
+    path = write(tmp_path, """\
+        targets:
+          - microservice: orders
+            url: ${BASE:-http://fallback}/horizon
+            headers: {X-Price: "$$5"}
+        """)  # fmt: skip
+    (t,) = load_config(path, env={}).targets
+    assert t.url == "http://fallback/horizon" and t.headers == {"X-Price": "$5"}
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("targets:\n  - microservice: orders\n    url: http://o/horizon\n    header: {}\n", "targets[0].header",
+         "unknown key"),
+        ("targets:\n  - url: http://o/horizon\n", "targets[0].microservice", "needs microservice"),
+        ("targets:\n  - microservice: o\n    url: ftp://o\n", "targets[0].url", "expected an http(s) URL"),
+        ("targets:\n  - microservice: o\n    url: http://u:p@o/horizon\n", "targets[0].url", "credentials in the URL"),
+        ("targets:\n  - url: http://o\n    microservices_from: pod\n    pattern: x\n", "targets[0].microservices_from",
+         "expected supervisor or queue, got 'pod'"),
+        ("targets:\n  - url: http://o\n    microservices_from: queue\n    pattern: '(x'\n", "targets[0].pattern",
+         "invalid regular expression"),
+        ("targets:\n  - url: http://o\n    microservices_from: queue\n    pattern: '^x$'\n", "targets[0].pattern",
+         "named group (?P<microservice>"),
+        ("poll_interval: fast\ntargets: []\n", "poll_interval", "expected a number, got 'fast'"),
+        ("poll_interval: 0\ntargets: []\n", "poll_interval", "expected a number >= 0.05"),
+        ("targets:\n  - microservice: o\n    url: http://o\n    headers: {X: '${NOPE}'}\n", "targets[0].headers.X",
+         "environment variable NOPE is not set"),
+        ("targets:\n  - microservice: o\n    url: http://o\n    bearer_token_file: /t\n"
+         "    headers: {Authorization: x}\n",
+         "targets[0].bearer_token_file", "only one of"),
+        ("targets:\n  - microservice: o\n    url: http://o\n    tls: {ca_file: /nonexistent/ca.pem}\n",
+         "targets[0].tls.ca_file", "file not found"),
+        ("targets: {a: 1}\n", "targets", "expected a list"),
+    ],
+)  # fmt: skip
+def test_bad_config_names_file_key_and_expectation(tmp_path, text, key, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, env={})
+    assert exc.value.source == path and exc.value.key == key
+    assert expected in str(exc.value) and str(exc.value).startswith(f"{path}: {key}: ")
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(write(tmp_path, "targets: [\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "nope.yml"))
+
+
+def test_flags_override_env_override_file(tmp_path):
+    path = write(tmp_path, "poll_interval: 5\nlisten: 127.0.0.1:1\ntargets:\n  - microservice: a\n    url: http://a\n")
+    args = build_parser().parse_args(["--config", path, "--poll-interval", "2", "--target", "b=http://b/horizon"])
+    cfg = resolve_config(args, {"HORIZON_EXPORTER_LISTEN": "127.0.0.1:2", "HORIZON_EXPORTER_POLL_INTERVAL": "3"})
+    assert cfg.poll_interval == 2.0 and cfg.listen == "127.0.0.1:2"
+    assert [t.name for t in cfg.targets] == ["a", "b"]
+
+
+def test_duplicate_microservice_and_no_targets_are_errors(tmp_path):
+    args = build_parser().parse_args(["--target", "a=http://a", "--target", "a=http://b"])
+    with pytest.raises(ConfigError, match="duplicate target name 'a'"):
+        resolve_config(args, {})
+    with pytest.raises(ConfigError, match="no targets"):
+        resolve_config(build_parser().parse_args([]), {})
+
+
+def test_bad_target_flag():
+    with pytest.raises(ConfigError, match="expected MICROSERVICE=URL"):
+        resolve_config(build_parser().parse_args(["--target", "orders"]), {})
+
+
+def test_cli_exits_2_before_serving_on_bad_config(tmp_path, capsys):
+    path = write(tmp_path, "targets:\n  - microservice: o\n    url: http://o\n    timeout: -1\n")
+    assert main(["--config", path], env={}) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: targets[0].timeout: expected a number >= 0.01, got -1" in err
+
+
+def test_check_config_prints_summary(tmp_path, capsys):
+    path = write(tmp_path, ISSUE_EXAMPLE)
+    assert main(["--config", path, "--check-config"], env={"TOKEN": "x"}) == 0
+    out = capsys.readouterr().out
+    assert "target orders: http://orders.shop.svc/horizon -> microservice orders" in out
+    assert "microservices from supervisor names" in out
+
+
+def test_console_script_help_and_version():
+    run = subprocess.run([sys.executable, "-m", "exporter", "--version"], capture_output=True, text=True, check=True)
+    assert run.stdout.strip().startswith("horizon-exporter ")
+    helptext = subprocess.run([sys.executable, "-m", "exporter", "--help"], capture_output=True, text=True).stdout
+    for flag in ("--config", "--listen", "--poll-interval", "--target", "--check-config", "HORIZON_EXPORTER_"):
+        assert flag in helptext

@@ -1,0 +1,125 @@
+"""Failure semantics: a broken Horizon sets horizon_up 0, counts the reason, keeps values for stale_after only."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from exporter.config import Config
+from tests.conftest import fixed_target, wait_for
+from tests.fake_horizon import FakeHorizon
+from tests.payloads import topology_a
+from tests.test_exporter_http import config, metrics, value
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "fragment"),
+    [
+        ("http_403", "http_403", "HTTP 403"),
+        ("http_500", "http_500", "HTTP 500"),
+        ("http_503", "http_503", "HTTP 503"),
+        ("html", "not_json", "expected application/json, got 'text/html"),
+        ("invalid_json", "invalid_json", "invalid JSON"),
+        ("redirect", "http_302", "redirect to /login"),
+        ("huge", "too_large", "over the limit"),
+    ],
+)
+async def test_broken_horizon_is_down_with_reason_and_never_zero(horizon, make_exporter, fault, reason, fragment):
+    fake, url = horizon
+    fake.fault = fault
+    client = await make_exporter(config(fixed_target("orders", url), max_body_bytes=1024 * 1024))
+    snap = await wait_for(client, lambda s: s.targets["orders"].attempts >= 2)
+    t = snap.targets["orders"]
+    assert t.error is not None and t.error.reason == reason and fragment in t.error.message
+    m = await metrics(client)
+    assert value(m, "horizon_up", microservice="orders") == 0.0
+    assert value(m, "horizon_target_up", target="orders") == 0.0
+    assert value(m, "horizon_scrape_errors_total", target="orders", reason=reason) >= 1.0
+    # Never seen healthy: no process count at all, not a silent zero.
+    assert value(m, "horizon_microservice_processes", microservice="orders") is None
+    doc = await (await client.get("/api/v1/snapshot")).json()
+    assert doc["microservices"]["orders"]["processes"] is None
+    assert doc["targets"]["orders"]["error"]["reason"] == reason
+
+
+async def test_schema_drift_is_reported_with_the_path(horizon, make_exporter):
+    fake, url = horizon
+    fake.payloads["workload"] = {"default": 3}
+    client = await make_exporter(config(fixed_target("orders", url)))
+    snap = await wait_for(client, lambda s: s.targets["orders"].attempts >= 1)
+    err = snap.targets["orders"].error
+    assert err.reason == "schema" and err.message == "/api/workload $: expected an array, got dict"
+
+
+async def test_timeout_on_a_stalled_socket(horizon, make_exporter):
+    fake, url = horizon
+    fake.fault = "stall"
+    client = await make_exporter(config(fixed_target("orders", url, timeout=0.2)))
+    snap = await wait_for(client, lambda s: s.targets["orders"].attempts >= 1)
+    assert snap.targets["orders"].error.reason == "timeout"
+
+
+async def test_connection_refused(make_exporter):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        client = await make_exporter(config(fixed_target("orders", f"http://127.0.0.1:{port}/horizon")))
+        snap = await wait_for(client, lambda s: s.targets["orders"].attempts >= 1)
+    assert snap.targets["orders"].error.reason == "connection"
+
+
+async def test_failing_target_keeps_values_until_stale_after_then_drops_them(horizon, make_exporter):
+    fake, url = horizon
+    client = await make_exporter(config(fixed_target("orders", url), stale_after=0.6))
+    await wait_for(client, lambda s: s.targets["orders"].up)
+    fake.fault = "http_500"
+    snap = await wait_for(client, lambda s: not s.targets["orders"].up)
+    entry = snap.microservices["orders"]
+    assert entry.stale and entry.values.processes == 9.0 and not entry.up
+    m = await metrics(client)
+    assert value(m, "horizon_up", microservice="orders") == 0.0
+    assert value(m, "horizon_microservice_processes", microservice="orders") == 9.0
+    assert value(m, "horizon_microservice_stale", microservice="orders") == 1.0
+    snap = await wait_for(client, lambda s: s.microservices["orders"].values is None)
+    m = await metrics(client)
+    assert value(m, "horizon_up", microservice="orders") == 0.0
+    assert value(m, "horizon_microservice_processes", microservice="orders") is None
+    doc = await (await client.get("/api/v1/snapshot")).json()
+    assert doc["microservices"]["orders"] | {"fetched_at": None} == {
+        "target": "orders", "up": False, "stale": False, "fetched_at": None, "processes": None,
+        "max_processes": None, "supervisors": {}, "queues": {},
+    }  # fmt: skip
+    fake.fault = None
+    await wait_for(client, lambda s: s.targets["orders"].up)
+    assert value(await metrics(client), "horizon_microservice_processes", microservice="orders") == 9.0
+
+
+async def test_one_stalled_target_does_not_block_the_others(make_exporter):
+    slow, fast = FakeHorizon(), FakeHorizon()
+    slow.set(*topology_a())
+    fast.set(*topology_a())
+    slow.fault = "stall"
+    async with TestServer(slow.app(), host="127.0.0.1") as s1, TestServer(fast.app(), host="127.0.0.1") as s2:
+        cfg = Config(
+            targets=(
+                fixed_target("slow", str(s1.make_url("/horizon")), timeout=30.0),
+                fixed_target("fast", str(s2.make_url("/horizon"))),
+            ),
+            poll_interval=0.05,
+        )
+        client = await make_exporter(cfg)
+        snap = await wait_for(client, lambda s: s.targets["fast"].attempts >= 5)
+        assert snap.targets["slow"].attempts == 0
+        assert snap.microservices["fast"].values.processes == 9.0
+        slow.stall.set()
+
+
+async def test_never_two_polls_of_one_target_in_flight(horizon, make_exporter):
+    fake, url = horizon
+    fake.delay = 0.05  # each poll takes longer than the interval
+    client = await make_exporter(config(fixed_target("orders", url), poll_interval=0.01))
+    await wait_for(client, lambda s: s.targets["orders"].attempts >= 5)
+    # One poll = three concurrent requests (stats, workload, masters); never more.
+    assert fake.peak_in_flight == 3
