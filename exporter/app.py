@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -16,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .collector import HorizonCollector, MetricsRenderer
 from .config import Config
+from .jsonexp.probe import check_target, run_probe, scrape_timeout
+from .jsonexp.reload import ModuleReloader
 from .poller import Poller, initial_states
 from .snapshot import SnapshotStore
 from .snapshot_json import snapshot_document
@@ -25,6 +30,8 @@ STORE = web.AppKey("store", SnapshotStore)
 RENDERER = web.AppKey("renderer", MetricsRenderer)
 POLLER = web.AppKey("poller", Poller)
 SNAPSHOT_CACHE = web.AppKey("snapshot_cache", dict)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+MODULES = web.AppKey("modules", ModuleReloader)
 
 LONG_POLL_DEFAULT = 30.0
 LONG_POLL_MAX = 60.0
@@ -39,6 +46,7 @@ _LANDING = """<!doctype html>
  (<code>?after=VERSION&amp;timeout=S</code> waits for the next one)</li>
 <li><a href="healthz">/healthz</a> &mdash; alive</li>
 <li><a href="readyz">/readyz</a> &mdash; config loaded and every target polled once</li>
+<li>/probe?module=M&amp;target=URL &mdash; json_exporter-style probe with the configured modules</li>
 </ul></body></html>
 """
 
@@ -95,6 +103,23 @@ async def _snapshot(request: web.Request) -> web.Response:
     return web.Response(body=cache["body"], content_type="application/json")
 
 
+async def _probe(request: web.Request) -> web.Response:
+    app = request.app
+    modules = app[MODULES].current  # one consistent set for the whole probe, even across a reload
+    name = request.query.get("module", "default")
+    client = modules.clients.get(name)
+    if client is None:
+        raise web.HTTPBadRequest(text=f'Unknown module "{name}"\n')
+    target = check_target(request.query.get("target"))
+    if not client.module.target_allowed(target):
+        raise web.HTTPForbidden(text=f'target not allowed by module "{name}": see its allowed_targets\n')
+    timeout = scrape_timeout(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+    text = await run_probe(app[SESSION], client, target, request.query, timeout, app[CONFIG].max_body_bytes)
+    return web.Response(
+        text=text, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
+    )
+
+
 async def _landing(request: web.Request) -> web.Response:
     return web.Response(text=_LANDING.format(version=__version__), content_type="text/html")
 
@@ -111,19 +136,32 @@ def create_app(
     store = SnapshotStore(initial_states(config), clock)
     registry = registry if registry is not None else CollectorRegistry()
     registry.register(HorizonCollector(store))
+    reloader = ModuleReloader(None if config.source == "flags" else config.source, config.modules)
+    registry.register(reloader)
     app[CONFIG] = config
     app[STORE] = store
-    app[RENDERER] = MetricsRenderer(registry, store)
+    app[MODULES] = reloader
+    app[RENDERER] = MetricsRenderer(registry, lambda: (store.current.version, reloader.generation))
     app[SNAPSHOT_CACHE] = {}
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=config.max_concurrency * 3, ttl_dns_cache=30)
         async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+            app[SESSION] = session
             poller = Poller(config, store, session, clock)
             app[POLLER] = poller
             if start_poller:
                 poller.start()
+            watcher = None
+            if reloader.path is not None:
+                watcher = asyncio.create_task(reloader.watch(), name="config-watch")
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
             yield
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await poller.stop()
 
     async def release_waiters(app: web.Application) -> None:
@@ -136,4 +174,5 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/api/v1/snapshot", _snapshot)
+    app.router.add_get("/probe", _probe)
     return app

@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="horizon-exporter", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", metavar="FILE", help="YAML config file (env: HORIZON_EXPORTER_CONFIG)")
+    p.add_argument(
+        "--config", "--config.file", metavar="FILE",
+        help="YAML config file: targets and/or json_exporter modules (env: HORIZON_EXPORTER_CONFIG)",
+    )  # fmt: skip
     p.add_argument("--listen", metavar="HOST:PORT", help=f"where to serve (default {DEFAULT_LISTEN})")
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="poll every target this often (default 1)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout to Horizon (default 5)")
@@ -92,6 +95,10 @@ def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
 
 def _summary(config: Config) -> str:
     lines = [f"config OK ({config.source}): listen {config.listen}, poll every {config.poll_interval:g}s"]
+    lines += [f"  warning: {w}" for w in config.warnings]
+    for name, module in config.modules.items():
+        allowed = f"allowed targets: {', '.join(module.allowed_targets)}" if module.allowed_targets else "any target"
+        lines.append(f"  module {name}: {len(module.metrics)} metrics, {allowed}")
     for t in config.targets:
         rule = t.rule
         kind = f"microservice {rule.microservice}" if hasattr(rule, "microservice") else (
@@ -117,6 +124,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         level=(args.log_level or "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for warning in config.warnings:
+        logging.getLogger("horizon_keda").warning("%s", warning)
     host, port = config.host_port
     logging.getLogger("horizon_keda").info(
         "serving on http://%s:%d/ with %d targets", host, port, len(config.targets)

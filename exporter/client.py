@@ -29,7 +29,7 @@ class FetchError(Exception):
         super().__init__(message)
 
 
-class _FileSecret:
+class FileSecret:
     """A secret read from a file, re-read when the file's mtime or size changes (rotated Secrets)."""
 
     def __init__(self, path: str, what: str) -> None:
@@ -52,19 +52,48 @@ class _FileSecret:
         return self._value
 
 
-def _ssl_context(target: TargetConfig) -> ssl.SSLContext | bool:
-    tls = target.tls
-    if target.url.startswith("http://"):
+def ssl_context(
+    url: str,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    insecure_skip_verify: bool = False,
+) -> ssl.SSLContext | bool:
+    """The TLS context for requests to `url`: custom CA, client certificate, or no verification."""
+    if url.startswith("http://"):
         return True
-    if tls.insecure_skip_verify:
+    if insecure_skip_verify:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
-        ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        ctx = ssl.create_default_context(cafile=ca_file)
+    if cert_file and key_file:
+        ctx.load_cert_chain(cert_file, key_file)
     return ctx
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """The body, or `FetchError(too_large)` as soon as it exceeds `limit` bytes (never read whole)."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise FetchError("too_large", f"{where}: body of {resp.content_length} bytes over the limit of {limit}")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise FetchError("too_large", f"{where}: body over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def client_error(exc: BaseException, where: str, timeout: float) -> FetchError:
+    """Map an aiohttp/asyncio exception to a `FetchError` with a reason."""
+    if isinstance(exc, TimeoutError):
+        return FetchError("timeout", f"{where}: no complete answer within {timeout:g}s")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return FetchError("tls", f"{where}: TLS failed: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return FetchError("connection", f"{where}: cannot connect: {exc.os_error}")
+    return FetchError("connection", f"{where}: {type(exc).__name__}: {exc}")
 
 
 class TargetClient:
@@ -74,11 +103,12 @@ class TargetClient:
         self.target = target
         self._session = session
         self._max_body = max_body_bytes
-        self._ssl = _ssl_context(target)
+        tls = target.tls
+        self._ssl = ssl_context(target.url, tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
         self._timeout = aiohttp.ClientTimeout(total=target.timeout)
-        self._bearer = _FileSecret(target.bearer_token_file, "bearer token") if target.bearer_token_file else None
+        self._bearer = FileSecret(target.bearer_token_file, "bearer token") if target.bearer_token_file else None
         basic = target.basic_auth
-        self._basic_file = _FileSecret(basic.password_file, "password") if basic and basic.password_file else None
+        self._basic_file = FileSecret(basic.password_file, "password") if basic and basic.password_file else None
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "horizon-keda-exporter"}
@@ -126,23 +156,11 @@ class TargetClient:
                 if "json" not in ctype.lower():
                     # Horizon's catch-all route answers unknown paths and login pages with HTML and 200.
                     raise FetchError("not_json", f"{where}: expected application/json, got {ctype or 'no type'!r}")
-                if resp.content_length is not None and resp.content_length > self._max_body:
-                    raise FetchError("too_large", f"{where}: body of {resp.content_length} bytes over the limit")
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > self._max_body:
-                        raise FetchError("too_large", f"{where}: body over the limit of {self._max_body} bytes")
+                body = await read_capped(resp, self._max_body, where)
         except FetchError:
             raise
-        except TimeoutError:
-            raise FetchError("timeout", f"{where}: no complete answer within {self.target.timeout:g}s") from None
-        except aiohttp.ClientSSLError as exc:
-            raise FetchError("tls", f"{where}: TLS failed: {exc}") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise FetchError("connection", f"{where}: cannot connect: {exc.os_error}") from None
-        except aiohttp.ClientError as exc:
-            raise FetchError("connection", f"{where}: {type(exc).__name__}: {exc}") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise client_error(exc, where, self.target.timeout) from None
         try:
             return json.loads(body)
         except ValueError as exc:

@@ -6,7 +6,7 @@ the snapshot disappears from /metrics. Metric names and meanings are listed in R
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -131,18 +131,18 @@ class HorizonCollector(Collector):
 
 
 class MetricsRenderer:
-    """Renders the registry at most once per snapshot version and exposition format."""
+    """Renders the registry at most once per version (the snapshot's, and the config's) and exposition format."""
 
-    def __init__(self, registry: CollectorRegistry, store: SnapshotStore) -> None:
+    def __init__(self, registry: CollectorRegistry, version: Callable[[], Hashable]) -> None:
         self._registry = registry
-        self._store = store
-        self._cache: dict[str, tuple[int, bytes]] = {}
+        self._version = version
+        self._cache: dict[str, tuple[Hashable, bytes]] = {}
         self.renders = 0
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition body and its content type for an `Accept` header."""
         encoder, content_type = choose_encoder(accept or "")
-        version = self._store.current.version
+        version = self._version()
         cached = self._cache.get(content_type)
         if cached is not None and cached[0] == version:
             return cached[1], content_type

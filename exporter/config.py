@@ -10,12 +10,15 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from .mapping import Fixed, Pattern, Rule
+
+if TYPE_CHECKING:
+    from .jsonexp.modules import Module
 
 DEFAULT_LISTEN = "127.0.0.1:9108"
 
@@ -75,6 +78,8 @@ class Config:
     max_concurrency: int = 32
     max_body_bytes: int = 10 * 1024 * 1024
     source: str = "flags"
+    modules: Mapping[str, Module] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -169,7 +174,7 @@ _TARGET_KEYS = (
 )  # fmt: skip
 _TOP_KEYS = (
     "listen", "poll_interval", "timeout", "stale_after", "backoff_max", "max_concurrency",
-    "max_body_bytes", "targets",
+    "max_body_bytes", "targets", "modules",
 )  # fmt: skip
 
 
@@ -287,7 +292,13 @@ def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -
     if not isinstance(raw_targets, list):
         raise ConfigError(source, "targets", "expected a list of targets")
     targets = [_target(_Reader(t, source, f"targets[{i}]", r.env), timeout) for i, t in enumerate(raw_targets)]
+    from .jsonexp.modules import parse_modules  # late: jsonexp builds on this module
+
+    warnings: list[str] = []
+    modules = parse_modules(r.data.get("modules"), source, r.env, warnings)
     return Config(
+        modules=modules,
+        warnings=tuple(warnings),
         targets=tuple(targets),
         listen=listen,
         poll_interval=r.number("poll_interval", 1.0, minimum=0.05),
@@ -322,8 +333,10 @@ def target_from_flag(value: str, timeout: float) -> TargetConfig:
 
 def validate(config: Config) -> Config:
     """Cross-target checks: unique names, one owner per fixed microservice, at least one target."""
-    if not config.targets:
-        raise ConfigError(config.source, "targets", "no targets: give --target NAME=URL or a config file")
+    if not config.targets and not config.modules:
+        raise ConfigError(
+            config.source, "targets", "no targets and no modules: give --target NAME=URL or a config file"
+        )
     names: set[str] = set()
     fixed: set[str] = set()
     for i, t in enumerate(config.targets):

@@ -1,0 +1,212 @@
+"""Templates in json_exporter's Kubernetes JSONPath dialect (`planet-{.location}`), compiled for jsonpath-ng.
+
+A template is literal text with `{expr}` parts. `expr` is k8s JSONPath (`.a.b`, `[*]`, `[?(@.state == "ACTIVE")]`,
+`..x`, `['k']`) or jsonpath-ng's own `$…`, plus extensions json_exporter lacks: `{@key}` (the element's key in
+its parent object or array), `{@}`/`{@value}` (the element itself), `{^.name}` (`^` climbs one JSON level from the
+element per caret) and `.length()` (array/object length).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonpath_ng import DatumInContext, Fields, Index
+from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+from jsonpath_ng.ext import parse as jsonpath_parse
+
+
+class PathError(ValueError):
+    """A template that cannot be compiled; the message says what is wrong with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    """One `{…}` part: a compiled path, how many levels to climb first, or the element's key."""
+
+    source: str
+    path: Any | None  # a jsonpath-ng expression, or None for `@key`
+    up: int = 0
+    iterates: bool = False  # wildcard, filter, slice or recursive descent: an empty result is no error
+
+    def find(self, datum: DatumInContext) -> list[DatumInContext]:
+        """Matches of this expression against `datum` (an element or the document root)."""
+        for _ in range(self.up):
+            if datum.context is None:
+                return []
+            datum = datum.context
+        if self.path is None:
+            key = _key_of(datum)
+            return [] if key is None else [DatumInContext(key)]
+        return self.path.find(datum.value)
+
+
+def _key_of(datum: DatumInContext) -> str | None:
+    path = datum.path
+    if isinstance(path, Fields) and len(path.fields) == 1:
+        return str(path.fields[0])
+    if isinstance(path, Index):
+        return str(path.index)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """Literal text and expressions; `static` templates have no expression at all."""
+
+    source: str
+    parts: tuple[str | Expr, ...]
+
+    @property
+    def static(self) -> bool:
+        return all(isinstance(p, str) for p in self.parts)
+
+    @property
+    def single(self) -> Expr | None:
+        """The expression when the template is exactly one `{…}` (no literal text around it)."""
+        if len(self.parts) == 1 and isinstance(self.parts[0], Expr):
+            return self.parts[0]
+        return None
+
+
+_LENGTH = re.compile(r"\.length\(\)$")
+_ITERATES = re.compile(r"\*|\?\(|\[\?|\.\.|\[[^\]'\"]*:[^\]'\"]*\]|,")
+
+
+def compile_expr(text: str) -> Expr:
+    """Compile one expression (without braces)."""
+    expr = text.strip()
+    if expr.startswith("range") or expr == "end":
+        raise PathError(f"{{{expr}}}: range/end blocks are not supported; use [*] and type: object")
+    up = len(expr) - len(expr.lstrip("^"))
+    expr = expr[up:]
+    if expr in ("@key",):
+        return Expr(text, None, up)
+    if expr in ("@", "@value", "", "$"):
+        expr = "$"
+    expr = _LENGTH.sub(".`len`", expr)
+    if expr.startswith("@"):
+        expr = "$" + expr[1:]
+    elif expr.startswith((".", "[")):
+        expr = "$" + expr
+    elif not expr.startswith("$"):
+        expr = "$." + expr
+    try:
+        compiled = jsonpath_parse(expr)
+    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # jsonpath-ng raises plain Exception too
+        raise PathError(f"{{{text.strip()}}}: not a JSONPath expression ({exc})") from None
+    return Expr(text, compiled, up, bool(_ITERATES.search(expr)))
+
+
+def compile_template(text: str) -> Template:
+    """Split `text` into literal parts and compiled `{…}` expressions."""
+    parts: list[str | Expr] = []
+    i = 0
+    while i < len(text):
+        start = text.find("{", i)
+        if start < 0:
+            parts.append(text[i:])
+            break
+        if start > i:
+            parts.append(text[i:start])
+        end = _closing_brace(text, start)
+        parts.append(compile_expr(text[start + 1 : end]))
+        i = end + 1
+    return Template(text, tuple(p for p in parts if p != ""))
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth, quote = 0, ""
+    for j in range(start, len(text)):
+        ch = text[j]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    raise PathError(f"{text!r}: unbalanced braces")
+
+
+def to_text(value: Any) -> str:
+    """Print a JSON value as json_exporter does for labels: strings bare, booleans lowercase, null as <nil>."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Missing(LookupError):
+    """A path that matched nothing where something was required."""
+
+
+def render(template: Template, datum: DatumInContext) -> str:
+    """Evaluate a template to text; several matches are joined by spaces, as k8s JSONPath prints them."""
+    out = []
+    for part in template.parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        matches = part.find(datum)
+        if not matches and not part.iterates:
+            raise Missing(f"{part.source.strip()} is not found")
+        out.append(" ".join(to_text(m.value) for m in matches))
+    return "".join(out)
+
+
+_BOOLS = {"1": 1.0, "t": 1.0, "T": 1.0, "TRUE": 1.0, "true": 1.0, "True": 1.0,
+          "0": 0.0, "f": 0.0, "F": 0.0, "FALSE": 0.0, "false": 0.0, "False": 0.0}  # fmt: skip
+
+
+def to_number(value: Any, value_map: Mapping[str, float] | None = None) -> float:
+    """json_exporter's SanitizeValue: float, else bool, else null → NaN; a `value_map` is tried first."""
+    if value_map is not None:
+        key = to_text(value)
+        if key in value_map:
+            return value_map[key]
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            if value in _BOOLS:
+                return _BOOLS[value]
+            if value == "<nil>":
+                return math.nan
+    raise ValueError(f"cannot convert {to_text(value)[:60]!r} to a number")
+
+
+def value_of(template: Template, datum: DatumInContext) -> Any:
+    """The raw JSON value of a single-expression template, or the rendered text of a mixed one."""
+    expr = template.single
+    if expr is None:
+        return render(template, datum)
+    matches = expr.find(datum)
+    if not matches:
+        raise Missing(f"{expr.source.strip()} is not found")
+    if len(matches) > 1:
+        return " ".join(to_text(m.value) for m in matches)
+    return matches[0].value

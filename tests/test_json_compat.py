@@ -1,0 +1,111 @@
+"""json_exporter's own test vectors through /probe: the same sample names, types and values."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import load_config
+from tests.conftest import wait_for  # noqa: F401  (fixture module import keeps conftest loaded)
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "json_exporter"
+
+
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, float]]:
+    """{(sample name, labels): (family type, value)} via prometheus_client's parser; probe_* left out."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if not s.name.startswith("probe_"):
+                out[(s.name, tuple(sorted(s.labels.items())))] = (family.type, s.value)
+    return out
+
+
+def values(parsed: dict) -> dict:
+    return {k: v for k, (_, v) in parsed.items()}
+
+
+async def serve_files(files: dict[str, Path]) -> TestServer:
+    app = web.Application()
+    for route, path in files.items():
+
+        async def handler(request: web.Request, path: Path = path) -> web.Response:
+            return web.Response(body=path.read_bytes(), content_type="application/json")
+
+        app.router.add_get(route, handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+@pytest.fixture
+async def vectors_server():
+    if not VECTORS.is_dir():
+        pytest.fail(f"json_exporter vectors not found at {VECTORS} (../shared beside the repo)")
+    server = await serve_files(
+        {"/good.json": VECTORS / "good.json", "/data.json": VECTORS / "examples.data.json",
+         "/animals.json": VECTORS / "examples.animal-data.json", "/repeat.json": VECTORS / "repeat-metric.json"}
+    )  # fmt: skip
+    yield server
+    await server.close()
+
+
+async def probe(make_exporter, config_path: Path, server: TestServer, route: str, module: str = "default"):
+    client = await make_exporter(load_config(str(config_path)))
+    resp = await client.get("/probe", params={"module": module, "target": str(server.make_url(route))})
+    assert resp.status == 200
+    return await resp.text()
+
+
+async def test_good_vector_same_names_types_values(make_exporter, vectors_server):
+    text = await probe(make_exporter, VECTORS / "good.config.yml", vectors_server, "/good.json")
+    got = parse(text)
+    expected = parse((VECTORS / "good.expected.txt").read_text())
+    assert got == expected
+    # The counter keeps its configured name: no `_total` appended.
+    assert "example_value_active{environment=\"beta\",id=\"id-A\"} 1" in text
+    assert "# TYPE example_value_active counter" in text
+    assert "probe_success 1" in text
+
+
+async def test_readme_example_vectors(make_exporter, vectors_server):
+    cfg = VECTORS / "examples.config.yml"
+    got = values(parse(await probe(make_exporter, cfg, vectors_server, "/data.json")))
+    got |= values(parse(await probe(make_exporter, cfg, vectors_server, "/animals.json", module="animals")))
+    expected = values(parse((VECTORS / "examples.expected.txt").read_text()))
+    assert got == expected
+
+
+async def test_camelcase_epochtimestamp_is_applied_with_a_warning(make_exporter, vectors_server, tmp_path):
+    config = load_config(str(VECTORS / "examples.config.yml"))
+    assert any("epochTimestamp" in w and "'epochtimestamp'" in w for w in config.warnings)
+    text = await probe(make_exporter, VECTORS / "examples.config.yml", vectors_server, "/data.json")
+    # The example's path points inside each element, where there is no timestamp: that is reported, not hidden.
+    assert 'probe_json_errors{reason="missing_path"} 1' in text and "probe_success 0" in text
+    fixed = tmp_path / "config.yml"
+    fixed.write_text((VECTORS / "examples.config.yml").read_text().replace("'{ .timestamp }'", "'{^^.timestamp}'"))
+    text = await probe(make_exporter, fixed, vectors_server, "/data.json")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("example_timestamped_value_count")]
+    assert line.endswith(" 2 1657568506")  # milliseconds, as json_exporter reads epochtimestamp
+    assert "probe_success 1" in text
+
+
+async def test_duplicate_label_sets_keep_the_first_and_are_counted(make_exporter, vectors_server):
+    text = await probe(make_exporter, VECTORS / "good.config.yml", vectors_server, "/repeat.json")
+    assert 'example_value_count{environment="beta",id="id-C"} 3\n' in text
+    assert 'example_value_count{environment="beta",id="id-C"} 4' not in text
+    assert "probe_json_duplicate_samples 3" in text  # count, active and boolean of the second id-C
+
+
+def test_nan_for_null_and_bool_strings():
+    from exporter.jsonexp.path import to_number
+
+    assert math.isnan(to_number(None))
+    assert to_number("TRUE") == 1.0 and to_number("f") == 0.0 and to_number("1.5e3") == 1500.0
+    with pytest.raises(ValueError, match="'GREEN'"):
+        to_number("GREEN")
