@@ -7,6 +7,7 @@ its reason and metric, never silently dropped; duplicate label sets keep the fir
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,11 +65,13 @@ class Extraction:
         family.samples.append(sample)
 
 
-def _labels(d: MetricDef, datum: DatumInContext, errors: list[ExtractError]) -> tuple[tuple[str, str], ...]:
+def _labels(
+    d: MetricDef, datum: DatumInContext, errors: list[ExtractError], params: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
     out = []
     for name, template in d.labels:
         try:
-            out.append((name, render(template, datum)))
+            out.append((name, render(template, datum, params)))
         except Missing as exc:
             # json_exporter logs and uses "" for a label whose path fails; so do we, but visibly.
             errors.append(ExtractError(d.name, "missing_path", f"{d.name}: label {name}: {exc}"))
@@ -111,15 +114,16 @@ def _number(d: MetricDef, template: Template, datum: DatumInContext, what: str, 
         return None
 
 
-def extract(module: Module, document: Any) -> Extraction:
-    """Apply every metric of `module` to `document` (already decoded JSON)."""
+def extract(module: Module, document: Any, params: Mapping[str, str] | None = None) -> Extraction:
+    """Apply every metric of `module` to `document` (already decoded JSON); `params` are the probe's query."""
+    params = params or {}
     out = Extraction()
     root = DatumInContext(document)
     for d in module.metrics:
         if d.type == "value":
             value = _number(d, d.path, root, "path", out)
             if value is not None:
-                out.add(d, d.name, Sample(_labels(d, root, out.errors), value, _timestamp(d, root, out.errors)))
+                out.add(d, d.name, Sample(_labels(d, root, out.errors, params), value, _timestamp(d, root, out.errors)))
             continue
         expr = d.path.single
         if expr is None:
@@ -132,7 +136,7 @@ def extract(module: Module, document: Any) -> Extraction:
             )
             continue
         for element in _elements(elements):
-            labels = _labels(d, element, out.errors)
+            labels = _labels(d, element, out.errors, params)
             ts = _timestamp(d, element, out.errors)
             for suffix, template in d.values:
                 value = _number(d, template, element, f"values.{suffix}", out)

@@ -3,7 +3,8 @@
 A template is literal text with `{expr}` parts. `expr` is k8s JSONPath (`.a.b`, `[*]`, `[?(@.state == "ACTIVE")]`,
 `..x`, `['k']`) or jsonpath-ng's own `$…`, plus extensions json_exporter lacks: `{@key}` (the element's key in
 its parent object or array), `{@}`/`{@value}` (the element itself), `{^.name}` (`^` climbs one JSON level from the
-element per caret) and `.length()` (array/object length).
+element per caret), `.length()` (array/object length), `.sum()` and `.count()` (over all matches), and
+`{{ .param | first }}` (a query parameter of the probe, as json_exporter's body templates write it).
 """
 
 from __future__ import annotations
@@ -32,9 +33,21 @@ class Expr:
     path: Any | None  # a jsonpath-ng expression, or None for `@key`
     up: int = 0
     iterates: bool = False  # wildcard, filter, slice or recursive descent: an empty result is no error
+    aggregate: str | None = None  # "sum" or "count" over all matches
+    param: str | None = None  # a probe query parameter instead of a path
 
-    def find(self, datum: DatumInContext) -> list[DatumInContext]:
+    def find(self, datum: DatumInContext, params: Mapping[str, str] | None = None) -> list[DatumInContext]:
         """Matches of this expression against `datum` (an element or the document root)."""
+        if self.param is not None:
+            return [DatumInContext((params or {}).get(self.param, ""))]
+        if self.aggregate is not None:
+            matches = self._find(datum)
+            if self.aggregate == "count":
+                return [DatumInContext(len(matches))]
+            return [DatumInContext(sum(to_number(m.value) for m in matches))]
+        return self._find(datum)
+
+    def _find(self, datum: DatumInContext) -> list[DatumInContext]:
         for _ in range(self.up):
             if datum.context is None:
                 return []
@@ -74,6 +87,8 @@ class Template:
 
 
 _LENGTH = re.compile(r"\.length\(\)$")
+_AGGREGATE = re.compile(r"\.(sum|count)\(\)$")
+_PARAM = re.compile(r"^\{\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*\|\s*first\s*\}$")
 _ITERATES = re.compile(r"\*|\?\(|\[\?|\.\.|\[[^\]'\"]*:[^\]'\"]*\]|,")
 
 
@@ -86,6 +101,13 @@ def compile_expr(text: str) -> Expr:
     expr = expr[up:]
     if expr in ("@key",):
         return Expr(text, None, up)
+    param = _PARAM.match(expr)
+    if param is not None:
+        return Expr(text, None, param=param.group(1))
+    aggregate = _AGGREGATE.search(expr)
+    if aggregate is not None:
+        inner = compile_expr("^" * up + expr[: aggregate.start()])
+        return Expr(text, inner.path, up, iterates=False, aggregate=aggregate.group(1))
     if expr in ("@", "@value", "", "$"):
         expr = "$"
     expr = _LENGTH.sub(".`len`", expr)
@@ -158,14 +180,14 @@ class Missing(LookupError):
     """A path that matched nothing where something was required."""
 
 
-def render(template: Template, datum: DatumInContext) -> str:
+def render(template: Template, datum: DatumInContext, params: Mapping[str, str] | None = None) -> str:
     """Evaluate a template to text; several matches are joined by spaces, as k8s JSONPath prints them."""
     out = []
     for part in template.parts:
         if isinstance(part, str):
             out.append(part)
             continue
-        matches = part.find(datum)
+        matches = part.find(datum, params)
         if not matches and not part.iterates:
             raise Missing(f"{part.source.strip()} is not found")
         out.append(" ".join(to_text(m.value) for m in matches))
@@ -199,12 +221,12 @@ def to_number(value: Any, value_map: Mapping[str, float] | None = None) -> float
     raise ValueError(f"cannot convert {to_text(value)[:60]!r} to a number")
 
 
-def value_of(template: Template, datum: DatumInContext) -> Any:
+def value_of(template: Template, datum: DatumInContext, params: Mapping[str, str] | None = None) -> Any:
     """The raw JSON value of a single-expression template, or the rendered text of a mixed one."""
     expr = template.single
     if expr is None:
-        return render(template, datum)
-    matches = expr.find(datum)
+        return render(template, datum, params)
+    matches = expr.find(datum, params)
     if not matches:
         raise Missing(f"{expr.source.strip()} is not found")
     if len(matches) > 1:

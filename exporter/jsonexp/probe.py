@@ -181,7 +181,7 @@ async def run_probe(
         status = getattr(exc, "status", 0)
         errors[exc.reason] = 1
     else:
-        ex = extract(mc.module, document)
+        ex = extract(mc.module, document, query)
         for e in ex.errors:
             errors[e.reason] = errors.get(e.reason, 0) + 1
     lines = exposition(ex)
