@@ -97,7 +97,7 @@ def _timestamp(d: MetricDef, datum: DatumInContext, errors: list[ExtractError]) 
 def _number(d: MetricDef, template: Template, datum: DatumInContext, what: str, out: Extraction) -> float | None:
     if template.static:
         try:
-            return to_number(template.source, d.value_map)
+            return to_number(template.source, d.value_map)  # a constant such as `active: 1`
         except ValueError as exc:
             out.errors.append(ExtractError(d.name, "not_a_number", f"{d.name}: {what}: {exc}"))
             return None

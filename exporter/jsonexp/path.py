@@ -35,6 +35,18 @@ class Expr:
     iterates: bool = False  # wildcard, filter, slice or recursive descent: an empty result is no error
     aggregate: str | None = None  # "sum" or "count" over all matches
     param: str | None = None  # a probe query parameter instead of a path
+    fields: tuple[str, ...] | None = None  # a plain `.a.b` chain: read with dict lookups, not jsonpath-ng
+
+    def values(self, datum: DatumInContext, params: Mapping[str, str] | None = None) -> list[Any]:
+        """The matched JSON values (the hot path of labels and values: no match objects for plain fields)."""
+        if self.fields is not None and not self.up:
+            value = datum.value
+            for name in self.fields:
+                if not isinstance(value, dict) or name not in value:
+                    return []
+                value = value[name]
+            return [value]
+        return [m.value for m in self.find(datum, params)]
 
     def find(self, datum: DatumInContext, params: Mapping[str, str] | None = None) -> list[DatumInContext]:
         """Matches of this expression against `datum` (an element or the document root)."""
@@ -73,21 +85,20 @@ class Template:
 
     source: str
     parts: tuple[str | Expr, ...]
+    static: bool = False
+    single: Expr | None = None  # the expression when the template is exactly one `{…}`
 
-    @property
-    def static(self) -> bool:
-        return all(isinstance(p, str) for p in self.parts)
 
-    @property
-    def single(self) -> Expr | None:
-        """The expression when the template is exactly one `{…}` (no literal text around it)."""
-        if len(self.parts) == 1 and isinstance(self.parts[0], Expr):
-            return self.parts[0]
-        return None
+def _template(source: str, parts: tuple[str | Expr, ...]) -> Template:
+    # Computed once here: labels and values read these for every element of every probe.
+    single = parts[0] if len(parts) == 1 and isinstance(parts[0], Expr) else None
+    return Template(source, parts, all(isinstance(p, str) for p in parts), single)
 
 
 _LENGTH = re.compile(r"\.length\(\)$")
 _AGGREGATE = re.compile(r"\.(sum|count)\(\)$")
+_PLAIN = re.compile(r"^\$((\.[A-Za-z_][A-Za-z0-9_-]*)|(\['[^'\]]*'\]))+$")
+_FIELD = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\['([^'\]]*)'\]")
 _PARAM = re.compile(r"^\{\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*\|\s*first\s*\}$")
 _ITERATES = re.compile(r"\*|\?\(|\[\?|\.\.|\[[^\]'\"]*:[^\]'\"]*\]|,")
 
@@ -121,7 +132,10 @@ def compile_expr(text: str) -> Expr:
         compiled = jsonpath_parse(expr)
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # jsonpath-ng raises plain Exception too
         raise PathError(f"{{{text.strip()}}}: not a JSONPath expression ({exc})") from None
-    return Expr(text, compiled, up, bool(_ITERATES.search(expr)))
+    fields = None
+    if _PLAIN.match(expr):
+        fields = tuple(a or b for a, b in _FIELD.findall(expr))
+    return Expr(text, compiled, up, bool(_ITERATES.search(expr)), fields=fields)
 
 
 def compile_template(text: str) -> Template:
@@ -138,7 +152,7 @@ def compile_template(text: str) -> Template:
         end = _closing_brace(text, start)
         parts.append(compile_expr(text[start + 1 : end]))
         i = end + 1
-    return Template(text, tuple(p for p in parts if p != ""))
+    return _template(text, tuple(p for p in parts if p != ""))
 
 
 def _closing_brace(text: str, start: int) -> int:
@@ -182,15 +196,20 @@ class Missing(LookupError):
 
 def render(template: Template, datum: DatumInContext, params: Mapping[str, str] | None = None) -> str:
     """Evaluate a template to text; several matches are joined by spaces, as k8s JSONPath prints them."""
+    single = template.single
+    if single is not None:
+        matches = single.values(datum, params)
+        if len(matches) == 1:
+            return to_text(matches[0])
     out = []
     for part in template.parts:
         if isinstance(part, str):
             out.append(part)
             continue
-        matches = part.find(datum, params)
+        matches = part.values(datum, params)
         if not matches and not part.iterates:
             raise Missing(f"{part.source.strip()} is not found")
-        out.append(" ".join(to_text(m.value) for m in matches))
+        out.append(to_text(matches[0]) if len(matches) == 1 else " ".join(to_text(m) for m in matches))
     return "".join(out)
 
 
@@ -226,9 +245,9 @@ def value_of(template: Template, datum: DatumInContext, params: Mapping[str, str
     expr = template.single
     if expr is None:
         return render(template, datum, params)
-    matches = expr.find(datum, params)
+    matches = expr.values(datum, params)
     if not matches:
         raise Missing(f"{expr.source.strip()} is not found")
     if len(matches) > 1:
-        return " ".join(to_text(m.value) for m in matches)
-    return matches[0].value
+        return " ".join(to_text(m) for m in matches)
+    return matches[0]
