@@ -76,7 +76,7 @@ class Config:
     stale_after: float = 60.0
     backoff_max: float = 30.0
     max_concurrency: int = 32
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 4 * 1024 * 1024
     source: str = "flags"
     modules: Mapping[str, Module] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -306,7 +306,7 @@ def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -
         stale_after=r.number("stale_after", 60.0, minimum=0),
         backoff_max=r.number("backoff_max", 30.0, minimum=0.05),
         max_concurrency=int(r.number("max_concurrency", 32, minimum=1, integer=True)),
-        max_body_bytes=int(r.number("max_body_bytes", 10 * 1024 * 1024, minimum=1024, integer=True)),
+        max_body_bytes=int(r.number("max_body_bytes", 4 * 1024 * 1024, minimum=1024, integer=True)),
         source=source,
     )
 
