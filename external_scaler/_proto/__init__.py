@@ -1,0 +1,1 @@
+"""Code generated from protos/externalscaler.proto by `make protos`; do not edit."""

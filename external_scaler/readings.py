@@ -1,0 +1,81 @@
+"""Pure reading of one trigger's value out of the exporter's snapshot document, with its failure kinds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .metadata import Trigger
+
+
+class Unavailable(Exception):
+    """No trustworthy value right now (stale, unreachable, never fetched); KEDA gets UNAVAILABLE, never a 0."""
+
+
+class NotFound(Exception):
+    """The trigger names a microservice or queue the source does not know; KEDA gets NOT_FOUND."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterView:
+    """One snapshot document as the scaler keeps it: its version, when it arrived, and the microservices."""
+
+    version: int
+    received_at: float
+    microservices: Mapping[str, Mapping[str, Any]]
+
+
+def parse_document(doc: Any, received_at: float) -> ExporterView:
+    """Check the parts of a `/api/v1/snapshot` document the scaler relies on; raises ValueError otherwise."""
+    if not isinstance(doc, dict):
+        raise ValueError("snapshot document: expected a JSON object")
+    version = doc.get("version")
+    microservices = doc.get("microservices")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"snapshot document: version: expected an integer, got {version!r}")
+    if not isinstance(microservices, dict) or not all(isinstance(v, dict) for v in microservices.values()):
+        raise ValueError("snapshot document: microservices: expected an object of objects")
+    return ExporterView(version=version, received_at=received_at, microservices=MappingProxyType(microservices))
+
+
+def _number(value: Any, what: str) -> float:
+    if value is None:
+        raise Unavailable(f"{what} is unknown (null in the snapshot)")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Unavailable(f"{what}: expected a number in the snapshot, got {value!r}")
+    return float(value)
+
+
+def _queue_values(entry: Mapping[str, Any], trigger: Trigger, field: str) -> list[Any]:
+    queues = entry.get("queues") or {}
+    if trigger.queue is not None:
+        if trigger.queue not in queues:
+            known = ", ".join(sorted(queues)) or "none"
+            raise NotFound(f"{trigger.microservice}: no queue {trigger.queue!r} (known queues: {known})")
+        return [queues[trigger.queue].get(field)]
+    if not queues:
+        raise Unavailable(f"{trigger.subject}: no queues reported yet")
+    return [q.get(field) for q in queues.values()]
+
+
+def read_value(view: ExporterView, trigger: Trigger, now: float, max_staleness: float) -> float:
+    """The trigger's current value from `view`; raises NotFound or Unavailable instead of guessing."""
+    entry = view.microservices.get(trigger.microservice)
+    if entry is None:
+        known = ", ".join(sorted(view.microservices)) or "none"
+        raise NotFound(f"unknown microservice {trigger.microservice!r} (the exporter reports: {known})")
+    fetched_at = entry.get("fetched_at")
+    if fetched_at is None:
+        raise Unavailable(f"{trigger.microservice}: never fetched from Horizon successfully")
+    age = now - _number(fetched_at, "fetched_at")
+    if age > max_staleness:
+        raise Unavailable(f"{trigger.microservice}: data is {age:.1f}s old (max staleness {max_staleness:g}s)")
+    if trigger.metric == "processes" and trigger.queue is None:
+        return _number(entry.get("processes"), f"{trigger.microservice}: processes")
+    field = {"processes": "processes", "queueLength": "length", "waitSeconds": "wait_seconds"}[trigger.metric]
+    values = [_number(v, f"{trigger.subject}") for v in _queue_values(entry, trigger, field)]
+    # Over all queues: backlog adds up; the wait is the longest any job faces.
+    return max(values) if trigger.metric == "waitSeconds" else sum(values)

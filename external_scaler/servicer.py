@@ -1,0 +1,184 @@
+"""KEDA's ExternalScaler service: translates KEDA's messages to trigger reads and back, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import NoReturn
+
+import grpc
+
+from ._proto import externalscaler_pb2 as pb
+from ._proto import externalscaler_pb2_grpc as pb_grpc
+from .hpa import legacy_int, reached_replicas, report
+from .metadata import MetadataError, Trigger, parse_metadata
+from .readings import NotFound, Unavailable
+from .source import Source
+
+log = logging.getLogger("horizon_keda.scaler")
+
+_INDEX_PREFIX = re.compile(r"^s\d+-")
+_CACHE_LIMIT = 1024
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+class DecisionLog:
+    """Remembers the last decision per trigger and logs one line when it changes."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], object] = {}
+
+    def note(self, trigger: Trigger, kind: str, decision: object, message: str, **fields: object) -> None:
+        key = (trigger.metric_name, f"{kind}:{trigger.activation_threshold}:{trigger.threshold}:{trigger.mode}")
+        if self._last.get(key, ...) == decision:
+            return
+        self._last[key] = decision
+        kv = " ".join(f"{k}={v}" for k, v in fields.items())
+        log.info("%s (%s)", message, kv)
+
+
+class ScalerServicer(pb_grpc.ExternalScalerServicer):
+    """IsActive / StreamIsActive / GetMetricSpec / GetMetrics over one Source."""
+
+    def __init__(self, source: Source, *, heartbeat: float = 5.0) -> None:
+        self.source = source
+        self.heartbeat = heartbeat
+        self.open_streams = 0
+        self.decisions = DecisionLog()
+        self._stopping = False
+        self._triggers: dict[tuple[tuple[str, str], ...], Trigger | MetadataError] = {}
+
+    async def stop_streams(self) -> None:
+        """End every StreamIsActive with OK (used on SIGTERM so KEDA's reconnect backoff starts afresh)."""
+        self._stopping = True
+        self.source.changes.publish()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _parse(self, meta: Mapping[str, str]) -> Trigger | MetadataError:
+        key = tuple(sorted(meta.items()))
+        parsed = self._triggers.get(key)
+        if parsed is None:
+            try:
+                parsed = parse_metadata(meta)
+            except MetadataError as exc:
+                parsed = exc
+            if len(self._triggers) >= _CACHE_LIMIT:
+                self._triggers.clear()
+            self._triggers[key] = parsed
+        return parsed
+
+    async def _trigger(self, ref: pb.ScaledObjectRef, context: grpc.aio.ServicerContext) -> Trigger:
+        parsed = self._parse(ref.scalerMetadata)
+        if isinstance(parsed, MetadataError):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {parsed}")
+        return parsed
+
+    async def _value(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: grpc.aio.ServicerContext) -> float:
+        try:
+            return await self.source.read(trigger)
+        except NotFound as exc:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {exc}")
+        except Unavailable as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"{_who(ref)}: {exc}")
+        except Exception as exc:  # a bug must still reach KEDA as a status, never as UNKNOWN
+            log.exception("%s: reading %s failed", _who(ref), trigger.metric_name)
+            await _abort(context, grpc.StatusCode.INTERNAL, f"{_who(ref)}: internal error: {exc}")
+
+    def _active(self, trigger: Trigger, value: float) -> bool:
+        active = value > trigger.activation_threshold
+        sign, word = (">", "active") if active else ("≤", "inactive")
+        self.decisions.note(
+            trigger, "active", active,
+            f"{trigger.subject} {_fmt(value)} {sign} {_fmt(trigger.activation_threshold)} → {word}",
+            microservice=trigger.microservice, metric=trigger.metric, value=_fmt(value), active=str(active).lower(),
+        )  # fmt: skip
+        return active
+
+    def _scale(self, trigger: Trigger, value: float) -> None:
+        wanted = reached_replicas(value, trigger.threshold)
+        reached = (wanted - 1) * trigger.threshold
+        relation = f"≥ {_fmt(reached)}" if wanted > 1 else f"< {_fmt(trigger.threshold)}"
+        self.decisions.note(
+            trigger, "scale", wanted, f"{trigger.subject} {_fmt(value)} {relation} → {wanted} replica(s)",
+            microservice=trigger.microservice, metric=trigger.metric, value=_fmt(value), mode=trigger.mode,
+            replicas=wanted,
+        )  # fmt: skip
+
+    # -- RPCs ----------------------------------------------------------------------------------------------
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext) -> pb.IsActiveResponse:
+        trigger = await self._trigger(request, context)
+        value = await self._value(request, trigger, context)
+        return pb.IsActiveResponse(result=self._active(trigger, value))
+
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        trigger = await self._trigger(request, context)
+        changes = self.source.changes
+        self.open_streams += 1
+        try:
+            last: bool | None = None
+            sent_at = 0.0
+            while not self._stopping:
+                version = changes.version
+                try:
+                    active: bool | None = self._active(trigger, await self.source.read(trigger))
+                except (NotFound, Unavailable):
+                    active = None  # say nothing rather than a guess; IsActive/GetMetrics report the error
+                now = time.monotonic()
+                if active is not None and (active != last or now - sent_at >= self.heartbeat):
+                    yield pb.IsActiveResponse(result=active)
+                    last, sent_at = active, now
+                due = self.heartbeat - (time.monotonic() - sent_at) if last is not None else self.heartbeat
+                await changes.wait(version, max(due, 0.0))
+        finally:
+            self.open_streams -= 1
+
+    async def GetMetricSpec(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricSpecResponse:
+        trigger = await self._trigger(request, context)
+        target = report(0.0, trigger.threshold, trigger.mode).target
+        spec = pb.MetricSpec(metricName=trigger.metric_name, targetSize=max(1, legacy_int(target)),
+                             targetSizeFloat=target)  # fmt: skip
+        return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsResponse:
+        ref = request.scaledObjectRef
+        trigger = await self._trigger(ref, context)
+        # KEDA < 2.7 sent `s0-`-prefixed names and ≤ 2.11 lowercased them; both still mean our one metric.
+        asked = _INDEX_PREFIX.sub("", request.metricName.lower())
+        if asked != trigger.metric_name:
+            await _abort(context, grpc.StatusCode.NOT_FOUND,
+                         f"{_who(ref)}: metric {request.metricName!r} is not served for this trigger; "
+                         f"GetMetricSpec advertises {trigger.metric_name!r}")  # fmt: skip
+        value = await self._value(ref, trigger, context)
+        self._scale(trigger, value)
+        reported = report(value, trigger.threshold, trigger.mode).value
+        metric = pb.MetricValue(metricName=trigger.metric_name, metricValue=legacy_int(reported),
+                                metricValueFloat=reported)  # fmt: skip
+        return pb.GetMetricsResponse(metricValues=[metric])
+
+    async def StreamMetricSpec(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec: targets are static; use GetMetricSpec")
+        yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this an async generator
+
+
+def _who(ref: pb.ScaledObjectRef) -> str:
+    return f"ScaledObject {ref.namespace or '-'}/{ref.name or '-'}"
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

@@ -1,0 +1,62 @@
+"""The one interface the servicer reads through, and the change broadcast that wakes StreamIsActive."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+
+from .metadata import Trigger
+
+
+class Broadcast:
+    """A version counter with waiters: `publish` wakes everyone; waiters never poll and hold no tasks."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._event = asyncio.Event()
+
+    def publish(self) -> None:
+        """Announce that readings may have changed."""
+        self.version += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait(self, after: int, timeout: float) -> int:
+        """Return the version once it is greater than `after`, or the current one after `timeout` seconds."""
+        if self.version > after:
+            return self.version
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            pass
+        return self.version
+
+
+class Source(ABC):
+    """Where the scaler's numbers come from. `read` raises readings.NotFound / readings.Unavailable, never guesses."""
+
+    def __init__(self) -> None:
+        self.changes = Broadcast()
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open connections and start following the upstream."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop following and release every connection."""
+
+    @property
+    @abstractmethod
+    def fresh(self) -> bool:
+        """The upstream answered recently enough to be trusted (drives grpc.health.v1)."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """One line for logs: what is followed and how it is doing."""
+
+    @abstractmethod
+    async def read(self, trigger: Trigger) -> float:
+        """The trigger's current value."""

@@ -1,0 +1,122 @@
+"""`horizon-scaler`: flags and env vars validated up front; a real process ends streams cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from external_scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from external_scaler.cli import make_source, parse_args
+from external_scaler.prometheus_source import PrometheusSource
+from external_scaler.snapshot_source import SnapshotSource
+from tests.scaler_fixtures import FakeExporter, microservice, ref
+
+
+def test_defaults_are_the_documented_sidecar_setup():
+    args = parse_args([], {})
+    assert (args.listen, args.exporter, args.prometheus, args.max_staleness) == (
+        "0.0.0.0:6000", "http://127.0.0.1:9108", None, 10.0
+    )  # fmt: skip
+    assert isinstance(make_source(args), SnapshotSource)
+
+
+def test_env_vars_set_defaults_and_flags_win():
+    env = {"HORIZON_SCALER_MAX_STALENESS": "30", "HORIZON_SCALER_PROMETHEUS": "http://prometheus:9090"}
+    args = parse_args(["--max-staleness", "45"], env)
+    assert args.max_staleness == 45.0
+    assert isinstance(make_source(args), PrometheusSource)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-staleness", "0"], "--max-staleness: expected a number of seconds > 0, got '0'"),
+        (["--heartbeat", "soon"], "--heartbeat: expected a number of seconds > 0, got 'soon'"),
+        (["--exporter", "127.0.0.1:9108"], "--exporter: expected an http(s) URL, got '127.0.0.1:9108'"),
+        (["--tls-cert", "c.pem"], "--tls-cert and --tls-key: expected both or neither"),
+        (["--tls-client-ca", "ca.pem"], "--tls-client-ca: needs --tls-cert and --tls-key too"),
+        (["--log-level", "loud"], "--log-level: expected debug, info, warning or error, got 'loud'"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(argv: list[str], message: str, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv, {})
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def exporter() -> AsyncIterator[FakeExporter]:
+    fake = FakeExporter(orders=microservice(9.0))
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def _spawn(port: int, exporter: FakeExporter, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "external_scaler", "--listen", f"127.0.0.1:{port}", "--exporter", exporter.url],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def _connected_stream(port: int) -> tuple[grpc.aio.Channel, grpc.aio.UnaryStreamCall]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.ExternalScalerStub(channel)
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await stub.IsActive(ref(), wait_for_ready=True)
+                break
+            except grpc.aio.AioRpcError as exc:  # started, but the first snapshot is not there yet
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                await asyncio.sleep(0.05)
+    return channel, stub.StreamIsActive(ref())
+
+
+async def test_sigterm_ends_streams_with_ok_and_exits_0(exporter: FakeExporter, tmp_path: Path):
+    port = _free_port()
+    proc = _spawn(port, exporter, tmp_path / "scaler.log")
+    try:
+        channel, stream = await _connected_stream(port)
+        assert (await stream.read()).result is True
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(stream.read(), 10) is grpc.aio.EOF
+        assert await stream.code() == grpc.StatusCode.OK
+        await channel.close()
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "ending streams and finishing in-flight calls" in (tmp_path / "scaler.log").read_text()
+
+
+async def test_a_second_scaler_on_a_taken_port_exits_1(exporter: FakeExporter, tmp_path: Path):
+    port = _free_port()
+    first = _spawn(port, exporter, tmp_path / "first.log")
+    try:
+        channel, stream = await _connected_stream(port)
+        stream.cancel()
+        await channel.close()
+        second = _spawn(port, exporter, tmp_path / "second.log")
+        assert await asyncio.to_thread(second.wait, 20) == 1
+        assert "cannot listen on 127.0.0.1:" in (tmp_path / "second.log").read_text()
+    finally:
+        first.terminate()
+        first.wait(20)

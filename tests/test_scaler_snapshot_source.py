@@ -1,0 +1,146 @@
+"""SnapshotSource: follows the long-poll, reports staleness and an absent exporter as UNAVAILABLE, recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from external_scaler.metadata import Trigger
+from external_scaler.readings import Unavailable
+from external_scaler.snapshot_source import SnapshotSource
+from tests.scaler_fixtures import FakeExporter, microservice, ref, scaler_on, wait_until
+
+ORDERS = Trigger("orders")
+
+
+@pytest.fixture
+async def exporter() -> AsyncIterator[FakeExporter]:
+    fake = FakeExporter(orders=microservice(9.0))
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_follows_the_long_poll_instead_of_sleeping(exporter: FakeExporter):
+    source = SnapshotSource(exporter.url, max_staleness=10)
+    await source.start()
+    try:
+        await wait_until(lambda: source.fresh)
+        for n in range(5):
+            exporter.publish(orders=microservice(10.0 + n))
+        await wait_until(lambda: source.read_now(ORDERS) == 14.0)
+        await asyncio.sleep(0.3)  # nothing changes: the pending long-poll must just wait
+    finally:
+        await source.close()
+    first, *rest = exporter.requests
+    assert first == {}
+    assert all(r["timeout"] == "5" and int(r["after"]) >= 1 for r in rest)
+    assert len(rest) <= 7, "one request per change plus the waiting one, no busy loop"
+
+
+async def test_answers_older_than_max_staleness_are_unavailable(exporter: FakeExporter):
+    clock = Clock()
+    source = SnapshotSource(exporter.url, max_staleness=10, clock=clock)
+    await source.start()
+    try:
+        await wait_until(lambda: source.fresh)
+        clock.now += 11  # the exporter stopped answering even its long-polls
+        assert not source.fresh
+        with pytest.raises(Unavailable, match=r"no answer for 11\.\ds"):
+            source.read_now(ORDERS)
+    finally:
+        await source.close()
+
+
+async def test_microservice_data_older_than_max_staleness_is_unavailable(exporter: FakeExporter):
+    exporter.publish(orders=microservice(9.0, fetched_at=time.time() - 12, up=False, stale=True))
+    async with scaler_on(exporter, max_staleness=10) as scaler:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await scaler.stub.IsActive(ref())
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "orders: data is 12." in (info.value.details() or "")
+
+
+async def test_kept_values_within_max_staleness_still_count(exporter: FakeExporter):
+    exporter.publish(orders=microservice(9.0, fetched_at=time.time() - 3, up=False, stale=True))
+    async with scaler_on(exporter, max_staleness=10) as scaler:
+        assert (await scaler.stub.IsActive(ref())).result is True
+
+
+async def test_exporter_going_away_and_coming_back(exporter: FakeExporter):
+    async with scaler_on(exporter) as scaler:
+        health = health_pb2_grpc.HealthStub(scaler.channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert (await scaler.stub.IsActive(ref())).result is True
+
+        await exporter.stop()
+        await wait_until(lambda: not scaler.server.source.fresh)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await scaler.stub.IsActive(ref())
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "unreachable" in (info.value.details() or "")
+        await wait_until_async(lambda: _status(health), lambda s: s != serving)
+
+        exporter.version = 0  # a restarted exporter counts from 1 again
+        await exporter.start()
+        exporter.publish(orders=microservice(2.0))
+        await wait_until(lambda: scaler.server.source.fresh)
+        assert (await scaler.stub.IsActive(ref(activationThreshold="2"))).result is False
+        await wait_until_async(lambda: _status(health), lambda s: s == serving)
+
+
+async def _status(health: health_pb2_grpc.HealthStub) -> int:
+    return (await health.Check(health_pb2.HealthCheckRequest(service="externalscaler.ExternalScaler"))).status
+
+
+async def wait_until_async(get, predicate, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate(await get()):
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason"),
+    [
+        (lambda r: web.Response(status=500, text="boom"), "HTTP 500 from the snapshot API"),
+        (
+            lambda r: web.Response(text="<html>login</html>", content_type="text/html"),
+            r"not JSON \(Content-Type text/html\)",
+        ),
+        (lambda r: web.json_response({"version": "x", "microservices": {}}), "version: expected an integer"),
+        (lambda r: web.json_response([1, 2]), "expected a JSON object"),
+    ],
+)
+async def test_a_hostile_exporter_is_unavailable_with_the_reason(handler, reason: str):
+    async def answer(request: web.Request) -> web.Response:
+        return handler(request)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/snapshot", answer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    source = SnapshotSource(str(server.make_url("")), max_staleness=10, backoff_max=0.1)
+    await source.start()
+    try:
+        await wait_until(lambda: "unreachable:" in source.description)
+        with pytest.raises(Unavailable, match=reason):
+            source.read_now(ORDERS)
+        assert not source.fresh
+    finally:
+        await source.close()
+        await server.close()
