@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import inspect
 import json
 import pstats
 import random
@@ -52,7 +51,6 @@ sys.path.insert(0, str(ROOT))  # for tests.payloads when run as `python bench/re
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric  # noqa: E402
-from prometheus_client.utils import floatToGoString  # noqa: E402
 
 from exporter.collector import HorizonCollector, MetricsRenderer  # noqa: E402
 from exporter.horizon import parse_reading  # noqa: E402
@@ -121,12 +119,9 @@ def bump(store: SnapshotStore) -> None:
     store.update(first)
 
 
-def make_renderer(registry: CollectorRegistry, store: SnapshotStore) -> MetricsRenderer:
-    """`MetricsRenderer(registry, store)` or `MetricsRenderer(registry, version_callable)`, whichever is current."""
-    params = list(inspect.signature(MetricsRenderer.__init__).parameters)
-    if len(params) > 2 and params[2] == "store":
-        return MetricsRenderer(registry, store)  # type: ignore[arg-type]
-    return MetricsRenderer(registry, lambda: store.current.version)
+def make_renderer(store: SnapshotStore) -> MetricsRenderer:
+    """The exporter's renderer, as `exporter.app.create_app` builds it (no extra collectors)."""
+    return MetricsRenderer(store, CollectorRegistry(), lambda: store.current.version)
 
 
 # ----------------------------------------------------------------------------------------------------- baseline
@@ -159,79 +154,6 @@ class Precomputed:
         return iter(self._families)
 
 
-# ------------------------------------------------------------------------------------------- what-if (prototype)
-
-
-def _esc(v: str) -> str:
-    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _num(d: float) -> str:
-    return repr(d) if 0.0 <= d < 1e5 else floatToGoString(d)
-
-
-class DirectText:
-    """What-if, not the exporter's code: the per-microservice families written straight to exposition text.
-
-    The target-level families still go through prometheus_client (`HorizonCollector._target_families`). Used only
-    if its output is byte-identical to ours; it shows what skipping Metric/Sample objects would buy.
-    """
-
-    MS = (
-        "horizon_up", "horizon_microservice_processes", "horizon_microservice_max_processes",
-        "horizon_microservice_stale", "horizon_supervisors", "horizon_queue_length", "horizon_queue_wait_seconds",
-        "horizon_queue_processes",
-    )  # fmt: skip
-
-    def __init__(self, store: SnapshotStore) -> None:
-        self._store = store
-        collector = HorizonCollector(store)
-        self._head = {
-            f.name: f"# HELP {f.name} {f.documentation}\n# TYPE {f.name} {f.type}\n" for f in collector.collect()
-        }
-        targets_only = CollectorRegistry()
-        targets_only.register(_TargetsOnly(collector))  # type: ignore[arg-type]
-        self._targets = targets_only
-
-    def render(self) -> bytes:
-        snap = self._store.current
-        up, pr, mp, st, su, ql, qw, qp = ([] for _ in range(8))  # type: ignore[var-annotated]
-        for name, e in snap.microservices.items():
-            m = f'{{microservice="{_esc(name)}"'
-            up.append(f"horizon_up{m}}} {_num(1.0 if e.up else 0.0)}\n")
-            v = e.values
-            if v is None:
-                continue
-            pr.append(f"horizon_microservice_processes{m}}} {_num(v.processes)}\n")
-            mp.append(f"horizon_microservice_max_processes{m}}} {_num(v.max_processes)}\n")
-            st.append(f"horizon_microservice_stale{m}}} {_num(1.0 if e.stale else 0.0)}\n")
-            for status, count in v.supervisors.items():
-                su.append(f'horizon_supervisors{m},status="{_esc(status)}"}} {_num(float(count))}\n')
-            for q, qv in v.queues.items():
-                mq = f'{m},queue="{_esc(q)}"}} '
-                qp.append(f"horizon_queue_processes{mq}{_num(qv.processes)}\n")
-                if qv.length is not None:
-                    ql.append(f"horizon_queue_length{mq}{_num(qv.length)}\n")
-                if qv.wait_seconds is not None:
-                    qw.append(f"horizon_queue_wait_seconds{mq}{_num(qv.wait_seconds)}\n")
-        parts: list[str] = []
-        for fam, lines in zip(self.MS, (up, pr, mp, st, su, ql, qw, qp), strict=True):
-            parts.append(self._head[fam])
-            parts.append("".join(lines))
-        parts.append(self._head["horizon_microservice_duplicate"])
-        parts.extend(f'horizon_microservice_duplicate{{microservice="{_esc(n)}"}} 1.0\n'
-                     for n in snap.duplicate_microservices)  # fmt: skip
-        return "".join(parts).encode() + generate_latest(self._targets)
-
-
-class _TargetsOnly:
-    def __init__(self, collector: HorizonCollector) -> None:
-        self._collector = collector
-
-    def collect(self) -> Iterator[Metric]:
-        return self._collector._target_families(self._collector._store.current)
-
-
 # -------------------------------------------------------------------------------------------------------- timing
 
 
@@ -258,7 +180,7 @@ def profile_render(store: SnapshotStore, renderer: MetricsRenderer, top: int) ->
     gc.collect()
     prof = cProfile.Profile()
     prof.enable()
-    renderer.render(None)
+    renderer.render_sync(None)
     prof.disable()
     st = pstats.Stats(prof)
     total = st.total_tt  # type: ignore[attr-defined]
@@ -283,7 +205,7 @@ async def http_throughput(renderer: MetricsRenderer, clients: int, seconds: floa
     from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:  # the same as exporter.app._metrics
-        body, content_type = renderer.render(request.headers.get("Accept"))
+        body, content_type = renderer.render_sync(request.headers.get("Accept"))
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = content_type
         return resp
@@ -344,7 +266,6 @@ def main() -> None:
     ap.add_argument("--per-target", type=int, default=1, help="microservices per target (1 = topology a)")
     ap.add_argument("--reps", type=int, default=7, help="interleaved repetitions of ours and baseline (default 7)")
     ap.add_argument("--no-freeze", action="store_true", help="do not gc.freeze() the heap after setup")
-    ap.add_argument("--no-what-if", dest="what_if", action="store_false", help="skip the direct-text prototype")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of one render even if the goal is met")
     ap.add_argument("--http-clients", type=int, default=8, help="concurrent clients for the HTTP part (default 8)")
     ap.add_argument("--http-seconds", type=float, default=3.0, help="duration of the HTTP part; 0 skips it")
@@ -358,30 +279,19 @@ def main() -> None:
     t0 = time.perf_counter()
     store = build_store(args.targets, args.per_target)
     setup_s = time.perf_counter() - t0
-    registry = CollectorRegistry()
-    registry.register(HorizonCollector(store))
-    renderer = make_renderer(registry, store)
+    renderer = make_renderer(store)
 
     base_registry = CollectorRegistry()
     base_registry.register(Precomputed(precomputed_families(store)))  # type: ignore[arg-type]
 
     bump(store)
-    ours_body, ctype = renderer.render(None)
+    ours_body, ctype = renderer.render_sync(None)
     base_body = generate_latest(base_registry)
     if ours_body != base_body:
         raise SystemExit("baseline body differs from ours: the comparison would not be like for like")
     series = sum(1 for line in ours_body.splitlines() if line and not line.startswith(b"#"))
     n_ms = len(store.current.microservices)
     body_mb = len(ours_body) / 1e6
-    what_if: DirectText | None = None
-    what_if_note = ""
-    if args.what_if:
-        try:
-            what_if = DirectText(store)
-            if what_if.render() != ours_body:
-                what_if, what_if_note = None, "output differs from ours (collector changed?)"
-        except Exception as exc:  # a prototype over private details; never let it sink the benchmark
-            what_if, what_if_note = None, f"{type(exc).__name__}: {exc}"
     del ours_body, base_body
     gc.collect()
     if not args.no_freeze:
@@ -393,7 +303,7 @@ def main() -> None:
 
     def run_ours() -> None:
         bump(store)  # outside the timer: a new snapshot version, as after a poll
-        ours_t.append(timed(lambda: renderer.render(None), ours_gc))
+        ours_t.append(timed(lambda: renderer.render_sync(None), ours_gc))
 
     def run_base() -> None:
         base_t.append(timed(lambda: generate_latest(base_registry), base_gc))
@@ -414,22 +324,16 @@ def main() -> None:
         bump(store)
         collect_nogc_t.append(timed(lambda: list(collector.collect()), gc_off=True))
         bump(store)
-        render_nogc_t.append(timed(lambda: renderer.render(None), gc_off=True))
-
-    what_if_t: list[float] = []
-    if what_if is not None:
-        for _ in range(3):
-            bump(store)
-            what_if_t.append(timed(what_if.render))
+        render_nogc_t.append(timed(lambda: renderer.render_sync(None), gc_off=True))
 
     # Cached path: the same version rendered again.
-    renderer.render(None)
+    renderer.render_sync(None)
     cached = []
     for _ in range(5):
         n = 20_000
         t = time.perf_counter()
         for _ in range(n):
-            renderer.render(None)
+            renderer.render_sync(None)
         cached.append((time.perf_counter() - t) / n)
 
     med_ours, med_base = statistics.median(ours_t), statistics.median(base_t)
@@ -457,22 +361,15 @@ def main() -> None:
     print()
     print("breakdown of an uncached render (medians of 3, measured separately):")
     print(f"  Snapshot.microservices build   {med_entries * 1e3:8.1f} ms")
-    print(f"  HorizonCollector.collect()     {med_collect * 1e3:8.1f} ms  (includes the line above)")
+    print(f"  HorizonCollector.collect()     {med_collect * 1e3:8.1f} ms  (the OpenMetrics path's object building)")
     print(f"  ... same with gc disabled      {med_collect_nogc * 1e3:8.1f} ms  (difference = cyclic GC passes)")
     print(f"  encode (≈ baseline)            {med_base * 1e3:8.1f} ms")
-    print(f"  collect share of ours          {med_collect / med_ours:8.1%}")
-    print(f"  baseline again (for what-ifs)  {med_brk_base * 1e3:8.1f} ms")
+    print(f"  baseline again                 {med_brk_base * 1e3:8.1f} ms")
     nogc_ratio = med_render_nogc / med_brk_base
     print(
         f"  render with gc disabled        {med_render_nogc * 1e3:8.1f} ms  → ratio {nogc_ratio:.3f} "
-        f"(what gc.disable() around the encoder would give)"
+        "(the text format is written directly, so the GC has little to do)"
     )
-    if what_if_t:
-        w = statistics.median(what_if_t)
-        print(f"  what-if: ms families as text   {w * 1e3:8.1f} ms  → ratio {w / med_brk_base:.3f} "
-              f"(prototype in this file, output byte-identical to ours)")  # fmt: skip
-    elif args.what_if:
-        print(f"  what-if direct-text prototype skipped: {what_if_note}")
     print(f"cached path (same version again): {statistics.median(cached) * 1e6:.2f} µs per render")
 
     if args.http_seconds > 0:

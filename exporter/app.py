@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from . import __version__
-from .collector import HorizonCollector, MetricsRenderer
+from .collector import MetricsRenderer
 from .config import Config
 from .jsonexp.probe import check_target, run_probe, scrape_timeout
 from .jsonexp.reload import ModuleReloader
@@ -52,7 +52,7 @@ _LANDING = """<!doctype html>
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[RENDERER].render(request.headers.get("Accept"))
+    body, content_type = await request.app[RENDERER].render(request.headers.get("Accept"))
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = content_type
     return resp
@@ -131,17 +131,20 @@ def create_app(
     clock: Callable[[], float] = time.time,
     start_poller: bool = True,
 ) -> web.Application:
-    """Build the exporter application for `config`; the poller starts with the app and stops with it."""
+    """Build the exporter application for `config`; the poller starts with the app and stops with it.
+
+    `registry` holds extra collectors to serve on /metrics beside the `horizon_*` families, which come from the
+    snapshot store directly (see collector.py).
+    """
     app = web.Application()
     store = SnapshotStore(initial_states(config), clock)
     registry = registry if registry is not None else CollectorRegistry()
-    registry.register(HorizonCollector(store))
     reloader = ModuleReloader(None if config.source == "flags" else config.source, config.modules)
     registry.register(reloader)
     app[CONFIG] = config
     app[STORE] = store
     app[MODULES] = reloader
-    app[RENDERER] = MetricsRenderer(registry, lambda: (store.current.version, reloader.generation))
+    app[RENDERER] = MetricsRenderer(store, registry, lambda: (store.current.version, reloader.generation))
     app[SNAPSHOT_CACHE] = {}
 
     async def polling(app: web.Application) -> AsyncIterator[None]:

@@ -188,7 +188,8 @@ class SnapshotStore:
     def update(self, state: TargetState) -> Snapshot:
         """Replace one target's state and publish a new snapshot."""
         old = self._current
-        targets = dict(old.targets)
+        # MappingProxyType.copy() copies the underlying dict at C speed; dict(proxy) iterates it in Python.
+        targets = old.targets.copy()
         targets[state.name] = state
         self._current = Snapshot(
             version=old.version + 1, generated_at=self._clock(), targets=MappingProxyType(targets)

@@ -1,0 +1,64 @@
+"""The direct text renderer writes exactly what prometheus_client's generate_latest writes for the same snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+
+from exporter.collector import HorizonCollector, MetricsRenderer, render_text
+from exporter.horizon import parse_reading
+from exporter.mapping import Fixed, map_reading
+from exporter.snapshot import PollOutcome, SnapshotStore, TargetError, TargetState, advance
+from tests.payloads import topology_a
+
+
+def odd_store() -> SnapshotStore:
+    stats, workload, masters = topology_a()
+    workload.append({"name": 'we"ird\\queue\nname', "length": 1e21, "wait": 0.1, "processes": 1})
+    stats["jobsPerMinute"] = 1234567.5
+    reading = parse_reading(stats, workload, masters)
+    ok = PollOutcome(1.5, 0.25, reading=reading, microservices=map_reading(reading, Fixed("orders")))
+    a = advance(TargetState("orders", "http://o/horizon", "orders"), ok, 60)
+    a = advance(a, PollOutcome(3.0, 0.1, error=TargetError("http_403", "no")), 60)
+    timeout = PollOutcome(2.0, 5.0, error=TargetError("timeout", "t"))
+    b = advance(TargetState("billing", "http://b/horizon", "billing"), timeout, 60)
+    c = advance(TargetState("orders-2", "http://o2/horizon", "orders"), ok, 60)  # a duplicate microservice
+    return SnapshotStore({"orders": a, "billing": b, "orders-2": c}, clock=lambda: 0.0)
+
+
+def test_direct_text_is_byte_identical_to_generate_latest():
+    store = odd_store()
+    registry = CollectorRegistry()
+    registry.register(HorizonCollector(store))
+    expected = generate_latest(registry)
+    assert b"horizon_microservice_duplicate" in expected and b'we\\"ird\\\\queue\\nname' in expected
+    assert render_text(store.current) == expected
+
+
+async def test_renderer_text_and_openmetrics_with_extra_collectors():
+    store = odd_store()
+    extra = CollectorRegistry()
+    Gauge("extra_thing", "An extra collector's gauge.", registry=extra).set(7)
+    renderer = MetricsRenderer(store, extra, lambda: store.current.version)
+    body, ctype = await renderer.render(None)
+    full = CollectorRegistry()
+    full.register(HorizonCollector(store))
+    Gauge("extra_thing", "An extra collector's gauge.", registry=full).set(7)
+    assert body == generate_latest(full) and ctype.startswith("text/plain")
+    om, om_type = await renderer.render("application/openmetrics-text; version=1.0.0")
+    assert om_type.startswith("application/openmetrics-text") and om.endswith(b"# EOF\n")
+    assert b"extra_thing 7.0" in om and b'horizon_microservice_processes{microservice="orders"} 9.0' in om
+    assert OPENMETRICS.startswith("application/openmetrics-text")
+
+
+async def test_concurrent_scrapes_share_one_render():
+    store = odd_store()
+    renderer = MetricsRenderer(store, CollectorRegistry(), lambda: store.current.version)
+    bodies = await asyncio.gather(*(renderer.render(None) for _ in range(10)))
+    assert len({b for b, _ in bodies}) == 1
+    assert renderer.renders == 1
+    store.update(store.current.targets["billing"])  # a new version: the next scrape renders again
+    await renderer.render(None)
+    assert renderer.renders == 2
