@@ -39,14 +39,12 @@ def _free_port() -> int:
 
 
 class Bare(pb_grpc.ExternalScalerServicer):
-    """The floor: a unary handler that only returns a prebuilt answer."""
-
-    answer = pb.GetMetricsResponse(
-        metricValues=[pb.MetricValue(metricName="horizon-orders-processes", metricValue=2, metricValueFloat=2.0)]
-    )
+    """The floor: a unary handler that builds the same answer as the scaler's, without looking anything up."""
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext) -> object:
-        return self.answer
+        response = pb.GetMetricsResponse()
+        response.metricValues.add(metricName=request.metricName, metricValue=2, metricValueFloat=2.0)
+        return response
 
 
 async def _snapshot_api(port: int) -> None:
@@ -98,6 +96,13 @@ async def _ready(stub: pb_grpc.ExternalScalerStub) -> None:
                 await asyncio.sleep(0.05)
 
 
+async def _answer(port: int) -> bytes:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        await _ready(stub)
+        return (await stub.GetMetrics(REQUEST)).SerializeToString()
+
+
 async def measure(port: int, seconds: float, concurrency: int) -> tuple[float, list[float]]:
     """Calls per second and per-call latencies (seconds) with `concurrency` calls in flight."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -144,6 +149,9 @@ async def bench(seconds: float, rounds: int) -> None:
     lat1: dict[str, list[float]] = {"bare": [], "scaler": []}
     lat50: dict[str, list[float]] = {"bare": [], "scaler": []}
     try:
+        answers = {kind: await _answer(port) for kind, port in ports.items()}
+        # A fair floor sends the same bytes back: same message, same size, same serialization work.
+        assert answers["bare"] == answers["scaler"], f"the servers answer differently: {answers}"
         for port in ports.values():
             await measure(port, 1.0, 50)  # warm-up
         for _ in range(rounds):

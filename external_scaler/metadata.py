@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 METRICS = ("processes", "queueLength", "waitSeconds")
 MODES = ("reached", "average")
@@ -36,14 +36,15 @@ class Trigger:
     threshold: float = DEFAULT_THRESHOLD
     activation_threshold: float = 0.0
     mode: str = "reached"
+    # The advertised metric name: lowercase, stable per (microservice, metric, queue). Computed once here because
+    # every GetMetrics compares and returns it.
+    metric_name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def metric_name(self) -> str:
-        """The advertised metric name: lowercase, stable per (microservice, metric, queue)."""
+    def __post_init__(self) -> None:
         parts = ["horizon", self.microservice, self.metric]
         if self.queue is not None:
             parts.append(self.queue)
-        return _UNSAFE_NAME_CHARS.sub("-", "-".join(parts).lower()).strip("-")
+        object.__setattr__(self, "metric_name", _UNSAFE_NAME_CHARS.sub("-", "-".join(parts).lower()).strip("-"))
 
     @property
     def subject(self) -> str:

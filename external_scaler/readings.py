@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -19,6 +19,31 @@ class NotFound(Exception):
     """The trigger names a microservice or queue the source does not know; KEDA gets NOT_FOUND."""
 
 
+_MEMO_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """What one trigger reads in one document, before the clock is consulted: either the value and its
+    `fetched_at`, or the failure (its class and message; a fresh exception is raised each time, since re-raising
+    one instance would grow its traceback on every call). `fetched_at` is None when the failure comes before the
+    staleness check."""
+
+    fetched_at: float | None
+    value: float = math.nan
+    failure: tuple[type[Exception], str] | None = None
+
+    def at(self, trigger: Trigger, now: float, max_staleness: float) -> float:
+        """The value at `now`, or NotFound / Unavailable exactly as `read_value` decides them."""
+        if self.fetched_at is not None:
+            age = now - self.fetched_at
+            if age > max_staleness:
+                raise Unavailable(f"{trigger.microservice}: data is {age:.1f}s old (max staleness {max_staleness:g}s)")
+        if self.failure is not None:
+            raise self.failure[0](self.failure[1])
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class ExporterView:
     """One snapshot document as the scaler keeps it: its version, when it arrived, and the microservices."""
@@ -26,6 +51,8 @@ class ExporterView:
     version: int
     received_at: float
     microservices: Mapping[str, Mapping[str, Any]]
+    # Memo of `locate` per trigger: the document never changes, so each call only does the staleness check.
+    located: dict[Trigger, Located] = field(default_factory=dict, repr=False, compare=False)
 
 
 def parse_document(doc: Any, received_at: float) -> ExporterView:
@@ -61,21 +88,40 @@ def _queue_values(entry: Mapping[str, Any], trigger: Trigger, field: str) -> lis
     return [q.get(field) for q in queues.values()]
 
 
-def read_value(view: ExporterView, trigger: Trigger, now: float, max_staleness: float) -> float:
-    """The trigger's current value from `view`; raises NotFound or Unavailable instead of guessing."""
+def _value(entry: Mapping[str, Any], trigger: Trigger) -> float:
+    if trigger.metric == "processes" and trigger.queue is None:
+        return _number(entry.get("processes"), f"{trigger.microservice}: processes")
+    key = {"processes": "processes", "queueLength": "length", "waitSeconds": "wait_seconds"}[trigger.metric]
+    values = [_number(v, f"{trigger.subject}") for v in _queue_values(entry, trigger, key)]
+    # Over all queues: backlog adds up; the wait is the longest any job faces.
+    return max(values) if trigger.metric == "waitSeconds" else sum(values)
+
+
+def locate(view: ExporterView, trigger: Trigger) -> Located:
+    """Everything `read_value` decides without the clock, in the same order of precedence."""
     entry = view.microservices.get(trigger.microservice)
     if entry is None:
         known = ", ".join(sorted(view.microservices)) or "none"
-        raise NotFound(f"unknown microservice {trigger.microservice!r} (the exporter reports: {known})")
-    fetched_at = entry.get("fetched_at")
-    if fetched_at is None:
-        raise Unavailable(f"{trigger.microservice}: never fetched from Horizon successfully")
-    age = now - _number(fetched_at, "fetched_at")
-    if age > max_staleness:
-        raise Unavailable(f"{trigger.microservice}: data is {age:.1f}s old (max staleness {max_staleness:g}s)")
-    if trigger.metric == "processes" and trigger.queue is None:
-        return _number(entry.get("processes"), f"{trigger.microservice}: processes")
-    field = {"processes": "processes", "queueLength": "length", "waitSeconds": "wait_seconds"}[trigger.metric]
-    values = [_number(v, f"{trigger.subject}") for v in _queue_values(entry, trigger, field)]
-    # Over all queues: backlog adds up; the wait is the longest any job faces.
-    return max(values) if trigger.metric == "waitSeconds" else sum(values)
+        return Located(None, failure=(NotFound, f"unknown microservice {trigger.microservice!r} "
+                                                f"(the exporter reports: {known})"))  # fmt: skip
+    raw = entry.get("fetched_at")
+    if raw is None:
+        return Located(None, failure=(Unavailable, f"{trigger.microservice}: never fetched from Horizon successfully"))
+    try:
+        fetched_at = _number(raw, "fetched_at")
+    except Unavailable as exc:
+        return Located(None, failure=(Unavailable, str(exc)))
+    try:
+        return Located(fetched_at, _value(entry, trigger))
+    except (NotFound, Unavailable) as exc:
+        return Located(fetched_at, failure=(type(exc), str(exc)))
+
+
+def read_value(view: ExporterView, trigger: Trigger, now: float, max_staleness: float) -> float:
+    """The trigger's current value from `view`; raises NotFound or Unavailable instead of guessing."""
+    located = view.located.get(trigger)
+    if located is None:
+        located = locate(view, trigger)
+        if len(view.located) < _MEMO_LIMIT:  # bounded even if a client invents microservice names
+            view.located[trigger] = located
+    return located.at(trigger, now, max_staleness)

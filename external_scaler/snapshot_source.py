@@ -20,6 +20,22 @@ log = logging.getLogger("horizon_keda.scaler.snapshot")
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ValueError as soon as it is known to exceed `limit` bytes (stops reading there).
+
+    `resp.content.read(n)` returns only what has arrived so far, so a document larger than one chunk must be
+    read to EOF. (exporter.client has the same loop; the scaler knows the exporter only by its HTTP contract.)
+    """
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ValueError(f"snapshot of {resp.content_length} bytes is over the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ValueError(f"snapshot over the limit of {limit} bytes")
+    return bytes(body)
+
+
 class SnapshotSource(Source):
     """Keeps the newest snapshot document; each answer of the long-poll replaces it and wakes the streams."""
 
@@ -31,10 +47,12 @@ class SnapshotSource(Source):
         clock: Callable[[], float] = time.time,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         super().__init__()
         self.url = exporter_url.rstrip("/") + "/api/v1/snapshot"
         self.max_staleness = max_staleness
+        self.max_body_bytes = max_body_bytes
         # The exporter answers a long-poll at the latest after `wait` seconds, which keeps `received_at` fresh.
         self.wait = min(30.0, max(0.5, max_staleness / 2))
         self._clock = clock
@@ -88,9 +106,7 @@ class SnapshotSource(Source):
                 raise ValueError(f"HTTP {resp.status} from the snapshot API")
             if resp.content_type != "application/json":
                 raise ValueError(f"not JSON (Content-Type {resp.content_type})")
-            body = await resp.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
-                raise ValueError(f"snapshot larger than {MAX_BODY_BYTES} bytes")
+            body = await read_capped(resp, self.max_body_bytes)
         return parse_document(json.loads(body), self._clock())
 
     async def _follow(self) -> None:

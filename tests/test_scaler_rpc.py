@@ -12,10 +12,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from external_scaler import servicer
 from external_scaler._proto import externalscaler_pb2 as pb
+from external_scaler.metadata import Trigger
 from external_scaler.server import ScalerServer
 from external_scaler.snapshot_source import SnapshotSource
-from tests.scaler_fixtures import FakeExporter, Scaler, microservice, ref, scaler_on
+from external_scaler.source import Source
+from tests.scaler_fixtures import FakeExporter, Scaler, microservice, ref, running_scaler, scaler_on
 
 
 @pytest.fixture
@@ -192,3 +195,58 @@ async def test_one_log_line_per_scaling_change(scaler: Scaler, caplog):
         await _metrics(scaler)
     lines = [r.getMessage() for r in caplog.records if "replica" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("orders: processes 9 ≥ 8 → 2 replica(s)")
+
+
+class _Broken(Source):
+    """A source with a bug: `read` raises something that is neither NotFound nor Unavailable."""
+
+    fresh, description = True, "broken"
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def read(self, trigger: Trigger) -> float:
+        raise KeyError("processes")
+
+
+async def test_a_bug_in_the_source_is_internal_not_unknown(caplog):
+    caplog.set_level(logging.ERROR, logger="horizon_keda.scaler")
+    async with running_scaler(_Broken()) as scaler:
+        for call in (scaler.stub.IsActive(ref()), _metrics(scaler)):
+            code, details = await _status(call)
+            assert code == grpc.StatusCode.INTERNAL
+            assert details == "ScaledObject shop/orders-so: internal error: 'processes'"
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [KeyError, KeyError]
+
+
+def _wire(items: list[tuple[str, str]]) -> bytes:
+    """A ScaledObjectRef on the wire with its map entries in exactly this order (clients may send any order)."""
+    head = pb.ScaledObjectRef(name="orders-so", namespace="shop").SerializeToString()
+    return head + b"".join(pb.ScaledObjectRef(scalerMetadata={k: v}).SerializeToString() for k, v in items)
+
+
+async def test_metadata_in_any_key_order_is_the_same_cached_trigger(scaler: Scaler):
+    items = sorted(ref(metric="queueLength", threshold="16", thresholdMode="average").scalerMetadata.items())
+    forward, backward = (pb.ScaledObjectRef.FromString(_wire(order)) for order in (items, items[::-1]))
+    assert _wire(items) != _wire(items[::-1])
+    parse = scaler.server.servicer._parse
+    assert parse(forward) is parse(backward)
+    assert len(scaler.server.servicer._triggers) == 1
+
+
+async def test_the_parsed_metadata_cache_is_bounded_and_keeps_the_recent_triggers(scaler: Scaler, monkeypatch):
+    monkeypatch.setattr(servicer, "_CACHE_LIMIT", 3)
+    for n in range(6):
+        await scaler.stub.GetMetricSpec(ref(threshold=str(n + 1)))
+        await scaler.stub.GetMetricSpec(ref(threshold="1"))  # used all along: never evicted
+    cached = scaler.server.servicer._triggers.values()
+    assert sorted(t.threshold for t in cached) == [1.0, 5.0, 6.0]
+    code, _ = await _status(scaler.stub.GetMetricSpec(ref(threshold="0")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT  # errors are cached too, and still exact
+    code, details = await _status(scaler.stub.GetMetricSpec(ref(threshold="0")))
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "ScaledObject shop/orders-so: trigger metadata threshold: expected a number > 0, "
+                               "got '0'")  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -15,7 +17,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from external_scaler.metadata import Trigger
 from external_scaler.readings import Unavailable
 from external_scaler.snapshot_source import SnapshotSource
-from tests.scaler_fixtures import FakeExporter, microservice, ref, scaler_on, wait_until
+from tests.scaler_fixtures import (
+    FakeExporter,
+    document,
+    microservice,
+    ref,
+    running_scaler,
+    scaler_on,
+    wait_until,
+)
 
 ORDERS = Trigger("orders")
 
@@ -141,6 +151,88 @@ async def test_a_hostile_exporter_is_unavailable_with_the_reason(handler, reason
         with pytest.raises(Unavailable, match=reason):
             source.read_now(ORDERS)
         assert not source.fresh
+    finally:
+        await source.close()
+        await server.close()
+
+
+def _many_microservices(count: int) -> dict[str, dict]:
+    """`count` microservices with ten queues each: ~1.2 KB apiece, so hundreds make a document of several 100 KB."""
+    queues = {f"queue-{q}": {"length": float(q), "wait_seconds": 2.0, "processes": 1.0} for q in range(10)}
+    return {f"svc-{n:03d}": microservice(float(n), target=f"svc-{n:03d}", queues=queues) for n in range(count)}
+
+
+async def test_a_snapshot_of_several_hundred_kilobytes_is_read_whole():
+    fake = FakeExporter(**_many_microservices(400))
+    await fake.start()
+    source = SnapshotSource(fake.url, max_staleness=10)
+    await source.start()
+    try:
+        await wait_until(lambda: source.fresh or "unreachable:" in source.description)
+        assert source.fresh, source.description
+        assert source.read_now(Trigger("svc-000")) == 0.0
+        assert source.read_now(Trigger("svc-399")) == 399.0
+        assert source.read_now(Trigger("svc-250", metric="queueLength")) == 45.0
+    finally:
+        await source.close()
+        await fake.stop()
+    body = json.dumps(document(1, fake.microservices)).encode()
+    assert len(body) > 300_000, "the document must span many socket reads to prove anything"
+
+
+async def _chunked(request: web.Request) -> web.StreamResponse:
+    """The same document without Content-Length, in 16 KB writes, as a proxy that re-chunks would send it."""
+    if "after" in request.query:
+        await asyncio.sleep(float(request.query["timeout"]))  # nothing new: hold the long-poll like the exporter
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    body = json.dumps(document(1, _many_microservices(400))).encode()
+    for at in range(0, len(body), 16384):
+        await resp.write(body[at : at + 16384])
+    await resp.write_eof()
+    return resp
+
+
+@pytest.mark.parametrize(
+    ("framing", "reason"),
+    [
+        ("content-length", r"unreachable: snapshot of \d+ bytes is over the limit of 65536 bytes"),
+        ("chunked", r"unreachable: snapshot over the limit of 65536 bytes"),
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_a_snapshot_over_the_size_cap_is_unavailable_with_the_reason(framing: str, reason: str):
+    async def whole(request: web.Request) -> web.Response:
+        return web.json_response(document(1, _many_microservices(400)))
+
+    app = web.Application()
+    app.router.add_get("/api/v1/snapshot", whole if framing == "content-length" else _chunked)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    source = SnapshotSource(str(server.make_url("")), max_staleness=10, backoff_max=0.1, max_body_bytes=65536)
+    try:
+        async with running_scaler(source) as scaler:
+            await wait_until(lambda: "unreachable:" in source.description)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await scaler.stub.IsActive(ref(microservice="svc-001"))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert re.search(reason, info.value.details() or ""), info.value.details()
+        assert not source.fresh
+    finally:
+        await server.close()
+
+
+async def test_a_chunked_snapshot_under_the_cap_is_read_whole():
+    app = web.Application()
+    app.router.add_get("/api/v1/snapshot", _chunked)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    source = SnapshotSource(str(server.make_url("")), max_staleness=10)
+    await source.start()
+    try:
+        await wait_until(lambda: source.fresh or "unreachable:" in source.description)
+        assert source.read_now(Trigger("svc-399")) == 399.0, source.description
     finally:
         await source.close()
         await server.close()
