@@ -88,7 +88,7 @@ async def _snapshot(request: web.Request) -> web.Response:
     store = app[STORE]
     if "after" in request.query:
         raw = request.query["after"]
-        if not raw.isdigit():
+        if not raw.isdecimal() or not raw.isascii():
             raise web.HTTPBadRequest(text=f"query parameter after: expected a snapshot version, got {raw!r}\n")
         timeout = _float_param(request, "timeout", LONG_POLL_DEFAULT, 0, LONG_POLL_MAX)
         snap = await store.wait_for_change(int(raw), timeout)
@@ -149,7 +149,10 @@ def create_app(
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=config.max_concurrency * 3, ttl_dns_cache=30)
-        async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+        # No cookie jar: a session cookie Horizon sets must never ride along to another target or a /probe.
+        async with aiohttp.ClientSession(
+            connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
             app[SESSION] = session
             poller = Poller(config, store, session, clock)
             app[POLLER] = poller

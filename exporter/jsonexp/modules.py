@@ -80,7 +80,8 @@ class Module:
     def has_credentials(self) -> bool:
         h = self.http
         return bool(
-            h.username or h.credentials or h.credentials_file or h.cert_file
+            h.username is not None or h.password or h.password_file or h.credentials or h.credentials_file
+            or h.cert_file
             or any(k.lower() in CREDENTIAL_HEADERS for k in self.headers)
         )  # fmt: skip
 

@@ -160,7 +160,13 @@ def check_target(target: str | None) -> str:
     """The target URL, or a 400 naming what is wrong."""
     if not target:
         raise web.HTTPBadRequest(text="Target parameter is missing\n")
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"target: not a valid URL: {target!r}\n") from None
+    if parts.username is not None or parts.password is not None:
+        raise web.HTTPBadRequest(text="target: credentials in the URL are not accepted\n")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise web.HTTPBadRequest(text=f"target: expected an http(s) URL, got {target!r}\n")
     return target
