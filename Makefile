@@ -25,6 +25,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/render_metrics.py
 	$(PY) bench/poll_cycle.py
+	$(PY) bench/probe_json.py
+	$(PY) bench/scaler_getmetrics.py
+	$(PY) bench/scaler_push.py
 
 # Regenerate the committed gRPC code; tests/test_protos_codegen.py fails when this would change it.
 protos: $(STAMP)
