@@ -1,7 +1,7 @@
 """Poll every target on its own timer: jittered start, bounded concurrency, capped exponential backoff.
 
 One loop per target, so one target never has two polls in flight; each result goes through `snapshot.advance`
-into the store. A failing target is re-polled no later than the moment its kept values expire.
+into the store. A failing target's kept values are dropped on time even while backoff spaces its polls.
 """
 
 from __future__ import annotations
