@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -68,3 +73,48 @@ async def wait_for(client: TestClient, predicate: Callable[[Snapshot], bool], ti
         while not predicate(snap):
             snap = await store.wait_for_change(snap.version, timeout)
     return snap
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RealPrometheus:
+    """A running Debian `prometheus` on loopback: its base URL, and a check that it has not died."""
+
+    base: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, self.log.read_text()[-2000:]
+
+
+@contextlib.asynccontextmanager
+async def real_prometheus(tmp_path: Path, jobs: Mapping[str, Sequence[str]]) -> AsyncIterator[RealPrometheus]:
+    """Start Prometheus scraping `jobs` ({job name: [host:port, ...]}) every second; stop it on exit."""
+    import yaml
+
+    binary = require_binary("prometheus")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": j, "static_configs": [{"targets": list(t)}]} for j, t in jobs.items()],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log_path = tmp_path / "prometheus.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield RealPrometheus(f"http://127.0.0.1:{port}", proc, log_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -12,7 +12,6 @@ import functools
 import json
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 import yaml
 
 from exporter.config import Config, parse_config, validate
-from tests.conftest import fixed_target, require_binary, wait_for
+from tests.conftest import fixed_target, real_prometheus, require_binary, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -496,12 +495,6 @@ def test_prometheus_example_query_parses(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def instant_query(session: aiohttp.ClientSession, base: str, promql: str) -> list[dict[str, Any]]:
     """What KEDA's prometheus scaler sends: GET /api/v1/query?query=… (an instant query)."""
     async with session.get(f"{base}/api/v1/query", params={"query": promql}) as resp:
@@ -513,26 +506,14 @@ async def instant_query(session: aiohttp.ClientSession, base: str, promql: str) 
 async def test_prometheus_example_query_returns_the_microservice_count(horizon, make_exporter, tmp_path):
     """Two scrape jobs stand for the Deployment's two replicas: the raw selector then returns two series (KEDA
     would fail with "multiple elements"), the example's query exactly one, with the microservice's count."""
-    binary = require_binary("prometheus")
+    require_binary("prometheus")  # skip (or fail under CI) before any setup
     _, url = horizon
     client = await make_exporter(Config(targets=(fixed_target("orders", url),), poll_interval=0.2))
     await wait_for(client, lambda s: s.targets["orders"].up)
     target = f"127.0.0.1:{client.port}"
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": f"replica-{i}", "static_configs": [{"targets": [target]}]} for i in (1, 2)
-        ],
-    }))  # fmt: skip
-    port = free_port()
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
+    jobs = {f"replica-{i}": [target] for i in (1, 2)}  # two exporter replicas: two series of the same count
+    async with real_prometheus(tmp_path, jobs) as prom:
+        base = prom.base
         async with aiohttp.ClientSession() as session:
             raw: list[dict[str, Any]] = []
             selector = 'horizon_microservice_processes{microservice="orders"}'
@@ -542,14 +523,11 @@ async def test_prometheus_example_query_returns_the_microservice_count(horizon, 
                     try:
                         raw = await instant_query(session, base, selector)
                     except aiohttp.ClientConnectionError:
-                        assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+                        prom.assert_alive()
             (series,) = await instant_query(session, base, prometheus_query())
             assert float(series["value"][1]) == 9.0  # tests/payloads.py: orders runs 9 processes
             missing = prometheus_query().replace('"orders"', '"no-such-microservice"')
             assert await instant_query(session, base, missing) == []  # → an error in KEDA, not 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 # --- the scaler's own parser -------------------------------------------------------------------------------

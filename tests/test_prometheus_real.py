@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 
 import aiohttp
 
-from tests.conftest import fixed_target, require_binary, wait_for
+from tests.conftest import fixed_target, free_port, real_prometheus, require_binary, wait_for
 from tests.test_exporter_http import config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def query(session: aiohttp.ClientSession, base: str, promql: str) -> list[dict]:
@@ -26,25 +19,12 @@ async def query(session: aiohttp.ClientSession, base: str, promql: str) -> list[
 
 
 async def test_real_prometheus_scrapes_processes(horizon, make_exporter, tmp_path):
-    binary = require_binary("prometheus")
+    require_binary("prometheus")  # skip (or fail under CI) before any setup
     fake, url = horizon
     client = await make_exporter(config(fixed_target("orders", url)))
     await wait_for(client, lambda s: s.targets["orders"].up)
-    port = free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: horizon\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{client.port}']}}]\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with real_prometheus(tmp_path, {"horizon": [f"127.0.0.1:{client.port}"]}) as prom:
+        base = prom.base
         async with aiohttp.ClientSession() as session:
             result: list[dict] = []
             async with asyncio.timeout(60):
@@ -53,7 +33,7 @@ async def test_real_prometheus_scrapes_processes(horizon, make_exporter, tmp_pat
                     try:
                         result = await query(session, base, "horizon_microservice_processes")
                     except aiohttp.ClientConnectionError:
-                        assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+                        prom.assert_alive()
             (series,) = result
             assert series["metric"]["microservice"] == "orders"
             assert float(series["value"][1]) == 9.0
@@ -65,10 +45,6 @@ async def test_real_prometheus_scrapes_processes(horizon, make_exporter, tmp_pat
                     await asyncio.sleep(0.5)
             up = await query(session, base, 'horizon_up{microservice="orders"}')
             assert float(up[0]["value"][1]) == 1.0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 async def test_promtool_check_metrics_is_clean(horizon, make_exporter):

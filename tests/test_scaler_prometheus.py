@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from external_scaler._proto import externalscaler_pb2 as pb
 from external_scaler.metadata import Trigger
 from external_scaler.prometheus_source import PrometheusSource, promql, scalar
 from external_scaler.readings import Unavailable
-from tests.conftest import require_binary
+from tests.conftest import free_port, real_prometheus, require_binary
 from tests.scaler_fixtures import ref, running_scaler
 
 
@@ -62,12 +60,6 @@ def test_scalar_never_turns_nothing_into_zero(body: object, reason: str):
         scalar(body, "q")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Exposition:
     """A tiny /metrics whose text the test sets."""
 
@@ -80,42 +72,29 @@ class Exposition:
 
 @pytest.fixture
 async def prometheus(tmp_path: Path) -> AsyncIterator[tuple[Exposition, str]]:
-    binary = require_binary("prometheus")
+    require_binary("prometheus")  # skip (or fail under CI) before any setup
     exposition = Exposition()
     app = web.Application()
     app.router.add_get("/metrics", exposition.handle)
     metrics = TestServer(app, host="127.0.0.1")
     await metrics.start_server()
-    port = _free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: horizon, static_configs: [{{targets: ['127.0.0.1:{metrics.port}']}}]}}]\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(60):
-            while True:
-                assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-                try:
-                    async with session.get(
-                        f"{base}/api/v1/query", params={"query": "horizon_microservice_processes"}
-                    ) as r:
-                        if (await r.json())["data"]["result"]:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.3)
-        yield exposition, base
+        async with real_prometheus(tmp_path, {"horizon": [f"127.0.0.1:{metrics.port}"]}) as prom:
+            base = prom.base
+            async with aiohttp.ClientSession() as session, asyncio.timeout(60):
+                while True:
+                    prom.assert_alive()
+                    try:
+                        async with session.get(
+                            f"{base}/api/v1/query", params={"query": "horizon_microservice_processes"}
+                        ) as r:
+                            if (await r.json())["data"]["result"]:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.3)
+            yield exposition, base
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
         await metrics.close()
 
 
@@ -145,7 +124,7 @@ async def test_real_prometheus_unknown_microservice_is_unavailable_not_zero(prom
 
 
 async def test_unreachable_prometheus_is_unavailable_and_not_serving():
-    source = PrometheusSource(f"http://127.0.0.1:{_free_port()}", max_staleness=10, interval=0.1)
+    source = PrometheusSource(f"http://127.0.0.1:{free_port()}", max_staleness=10, interval=0.1)
     async with running_scaler(source) as scaler:
         assert not source.fresh
         with pytest.raises(grpc.aio.AioRpcError) as info:
