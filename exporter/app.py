@@ -11,6 +11,7 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .collector import MetricsRenderer
 from .config import Config
-from .jsonexp.probe import check_target, run_probe, scrape_timeout
+from .jsonexp.probe import Prober, check_target, scrape_timeout
 from .jsonexp.reload import ModuleReloader
 from .poller import Poller, initial_states
 from .snapshot import SnapshotStore
@@ -31,6 +32,7 @@ RENDERER = web.AppKey("renderer", MetricsRenderer)
 POLLER = web.AppKey("poller", Poller)
 SNAPSHOT_CACHE = web.AppKey("snapshot_cache", dict)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+PROBER = web.AppKey("prober", Prober)
 MODULES = web.AppKey("modules", ModuleReloader)
 
 LONG_POLL_DEFAULT = 30.0
@@ -113,10 +115,11 @@ async def _probe(request: web.Request) -> web.Response:
     target = check_target(request.query.get("target"))
     if not client.module.target_allowed(target):
         raise web.HTTPForbidden(text=f'target not allowed by module "{name}": see its allowed_targets\n')
-    timeout = scrape_timeout(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
-    text = await run_probe(app[SESSION], client, target, request.query, timeout, app[CONFIG].max_body_bytes)
+    prober = app[PROBER]
+    timeout = scrape_timeout(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), prober.max_timeout)
+    body = await prober.probe(client, target, request.query, timeout)
     return web.Response(
-        text=text, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
+        body=body, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
     )
 
 
@@ -170,10 +173,26 @@ def create_app(
                     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await poller.stop()
 
+    async def probing(app: web.Application) -> AsyncIterator[None]:
+        # Probes get their own connection pool and threads: a burst of /probe cannot starve the Horizon poller of
+        # connections, and decoding a large body does not stall the event loop (or /metrics rendering).
+        connector = aiohttp.TCPConnector(limit=config.probe_concurrency, ttl_dns_cache=30)
+        executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
+        async with aiohttp.ClientSession(
+            connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
+            app[PROBER] = Prober(
+                session, executor, concurrency=config.probe_concurrency, max_body=config.max_body_bytes,
+                max_timeout=config.probe_timeout_max,
+            )  # fmt: skip
+            yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
     async def release_waiters(app: web.Application) -> None:
         store.close()
 
     app.cleanup_ctx.append(polling)
+    app.cleanup_ctx.append(probing)
     app.on_shutdown.append(release_waiters)
     app.router.add_get("/", _landing)
     app.router.add_get("/metrics", _metrics)

@@ -77,6 +77,8 @@ class Config:
     backoff_max: float = 30.0
     max_concurrency: int = 32
     max_body_bytes: int = 4 * 1024 * 1024
+    probe_concurrency: int = 16
+    probe_timeout_max: float = 60.0
     source: str = "flags"
     modules: Mapping[str, Module] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -174,7 +176,7 @@ _TARGET_KEYS = (
 )  # fmt: skip
 _TOP_KEYS = (
     "listen", "poll_interval", "timeout", "stale_after", "backoff_max", "max_concurrency",
-    "max_body_bytes", "targets", "modules",
+    "max_body_bytes", "probe_concurrency", "probe_timeout_max", "targets", "modules",
 )  # fmt: skip
 
 
@@ -307,6 +309,8 @@ def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -
         backoff_max=r.number("backoff_max", 30.0, minimum=0.05),
         max_concurrency=int(r.number("max_concurrency", 32, minimum=1, integer=True)),
         max_body_bytes=int(r.number("max_body_bytes", 4 * 1024 * 1024, minimum=1024, integer=True)),
+        probe_concurrency=int(r.number("probe_concurrency", 16, minimum=1, integer=True)),
+        probe_timeout_max=r.number("probe_timeout_max", 60.0, minimum=0.1),
         source=source,
     )
 

@@ -51,8 +51,8 @@ class CA:
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, *, server: bool = True) -> Pem:
-        """A leaf for `common_name`; servers get SANs for localhost and 127.0.0.1."""
+    def issue(self, common_name: str, *, server: bool = True, names: tuple[str, ...] | None = None) -> Pem:
+        """A leaf for `common_name`; servers get SANs for `names` (default: localhost and 127.0.0.1)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
@@ -71,7 +71,9 @@ class CA:
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [x509.DNSName(n) for n in names]
+                    if names is not None
+                    else [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
                 ),
                 critical=False,
             )

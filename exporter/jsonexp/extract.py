@@ -76,6 +76,9 @@ def _labels(
             # json_exporter logs and uses "" for a label whose path fails; so do we, but visibly.
             errors.append(ExtractError(d.name, "missing_path", f"{d.name}: label {name}: {exc}"))
             out.append((name, ""))
+        except ValueError as exc:  # .sum() over something that is not a number
+            errors.append(ExtractError(d.name, "not_a_number", f"{d.name}: label {name}: {exc}"))
+            out.append((name, ""))
     return tuple(out)
 
 
@@ -89,8 +92,8 @@ def _timestamp(d: MetricDef, datum: DatumInContext, errors: list[ExtractError]) 
     except Missing as exc:
         if not d.allow_missing_key:
             errors.append(ExtractError(d.name, "missing_path", f"{d.name}: epochtimestamp: {exc}"))
-    except (TypeError, ValueError):
-        errors.append(ExtractError(d.name, "bad_timestamp", f"{d.name}: epochtimestamp is not a number"))
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 reads as inf, which has no int
+        errors.append(ExtractError(d.name, "bad_timestamp", f"{d.name}: epochtimestamp is not a finite number"))
     return None
 
 
@@ -103,12 +106,11 @@ def _number(d: MetricDef, template: Template, datum: DatumInContext, what: str, 
             return None
     try:
         raw: Any = value_of(template, datum)
+        return to_number(raw, d.value_map)
     except Missing as exc:
         if not d.allow_missing_key:
             out.errors.append(ExtractError(d.name, "missing_path", f"{d.name}: {what}: {exc}"))
         return None
-    try:
-        return to_number(raw, d.value_map)
     except ValueError as exc:
         out.errors.append(ExtractError(d.name, "not_a_number", f"{d.name}: {what}: {exc}"))
         return None
@@ -129,7 +131,11 @@ def extract(module: Module, document: Any, params: Mapping[str, str] | None = No
         if expr is None:
             out.errors.append(ExtractError(d.name, "missing_path", f"{d.name}: type object needs one {{path}}"))
             continue
-        elements = expr.find(root)
+        try:
+            elements = expr.find(root)
+        except ValueError as exc:  # .sum() over something that is not a number
+            out.errors.append(ExtractError(d.name, "not_a_number", f"{d.name}: path: {exc}"))
+            continue
         if not elements and not expr.iterates and not d.allow_missing_key:
             out.errors.append(
                 ExtractError(d.name, "missing_path", f"{d.name}: path {expr.source.strip()} is not found")

@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from yarl import URL
+
 from ..config import ConfigError, interpolate
 from .path import PathError, Template, compile_template
+from .targets import Rule, TargetError, allowed, parse_rule
 
 METRIC_KEYS = ("name", "help", "type", "valuetype", "path", "labels", "values", "epochtimestamp",
                "allow_missing_key", "value_map")  # fmt: skip
@@ -23,6 +26,10 @@ HTTP_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file",
 UNSUPPORTED_HTTP_KEYS = ("oauth2", "proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header",
                          "http_headers", "enable_http2_")  # fmt: skip
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+# A header whose name says it carries a secret (X-Api-Key, X-Monitoring-Token, X-Auth-...), or whose value comes
+# from the environment (`${TOKEN}`), counts as a credential too: a module sending it must list allowed_targets.
+_SECRET_HEADER_NAME = re.compile(r"auth|token|secret|key|password|passwd|session|cookie|signature|credential", re.I)
+TLS_VERSIONS = ("TLS10", "TLS11", "TLS12", "TLS13")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _TEMPLATE_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -59,6 +66,7 @@ class HttpClient:
     cert_file: str | None = None
     key_file: str | None = None
     server_name: str | None = None
+    min_version: str | None = None  # TLS10 … TLS13
     insecure_skip_verify: bool = False
     follow_redirects: bool = False
 
@@ -75,30 +83,21 @@ class Module:
     body: str | None = None
     body_params: tuple[tuple[str, str], ...] = ()  # (placeholder, query parameter) for templatize
     allowed_targets: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()  # allowed_targets compiled
+    secret_headers: tuple[str, ...] = ()  # header names that count as credentials
 
     @property
     def has_credentials(self) -> bool:
         h = self.http
         return bool(
             h.username is not None or h.password or h.password_file or h.credentials or h.credentials_file
-            or h.cert_file
-            or any(k.lower() in CREDENTIAL_HEADERS for k in self.headers)
+            or h.cert_file or self.secret_headers
         )  # fmt: skip
 
-    def target_allowed(self, url: str) -> bool:
-        """No list: any target (only for modules without credentials). Else exact, `prefix*` or `~regex`."""
-        if not self.allowed_targets:
-            return True
-        for rule in self.allowed_targets:
-            if rule.startswith("~"):
-                if re.fullmatch(rule[1:], url):
-                    return True
-            elif rule.endswith("*"):
-                if url.startswith(rule[:-1]):
-                    return True
-            elif url == rule:
-                return True
-        return False
+    def target_allowed(self, url: URL) -> bool:
+        """No list: any target (only for modules without credentials). Else exact, `prefix*` or `~regex`,
+        compared on the normalised URL (see targets.py)."""
+        return allowed(self.rules, url)
 
 
 class _Ctx:
@@ -243,6 +242,12 @@ def _http(ctx: _Ctx, raw: Any, key: str) -> HttpClient:
         for k in ("ca_file", "cert_file", "key_file", "server_name"):
             if k in t:
                 out[k] = ctx.string(t[k], f"{key}.tls_config.{k}")
+        if "min_version" in t:
+            version = ctx.string(t["min_version"], f"{key}.tls_config.min_version")
+            if version not in TLS_VERSIONS:
+                raise ctx.fail(f"{key}.tls_config.min_version", f"expected one of {', '.join(TLS_VERSIONS)}, "
+                               f"got {version!r}")  # fmt: skip
+            out["min_version"] = version
         out["insecure_skip_verify"] = ctx.boolean(t.get("insecure_skip_verify", False),
                                                   f"{key}.tls_config.insecure_skip_verify")  # fmt: skip
         if ("cert_file" in out) != ("key_file" in out):
@@ -277,22 +282,25 @@ def _module(ctx: _Ctx, name: str, raw: Any) -> Module:
     raw_metrics = data.get("metrics") or []
     if not isinstance(raw_metrics, list):
         raise ctx.fail(f"{key}.metrics", "expected a list of metrics")
-    headers = {
-        str(h): ctx.string(v, f"{key}.headers.{h}", interpolate_env=True)
-        for h, v in ctx.mapping(data.get("headers"), f"{key}.headers").items()
-    }
+    headers: dict[str, str] = {}
+    secret_headers: list[str] = []
+    for h, v in ctx.mapping(data.get("headers"), f"{key}.headers").items():
+        raw_value = ctx.string(v, f"{key}.headers.{h}")
+        headers[str(h)] = ctx.string(v, f"{key}.headers.{h}", interpolate_env=True)
+        if str(h).lower() in CREDENTIAL_HEADERS or _SECRET_HEADER_NAME.search(str(h)) or "${" in raw_value:
+            secret_headers.append(str(h))
     codes = data.get("valid_status_codes") or []
     if not isinstance(codes, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in codes):
         raise ctx.fail(f"{key}.valid_status_codes", f"expected a list of HTTP status codes, got {codes!r}")
-    allowed = data.get("allowed_targets") or []
-    if not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed):
+    allowed_raw = data.get("allowed_targets") or []
+    if not isinstance(allowed_raw, list) or not all(isinstance(a, str) and a for a in allowed_raw):
         raise ctx.fail(f"{key}.allowed_targets", "expected a list of URLs, `prefix*` or `~regex`")
-    for i, rule in enumerate(allowed):
-        if rule.startswith("~"):
-            try:
-                re.compile(rule[1:])
-            except re.error as exc:
-                raise ctx.fail(f"{key}.allowed_targets[{i}]", f"invalid regular expression: {exc}") from None
+    rules = []
+    for i, rule in enumerate(allowed_raw):
+        try:
+            rules.append(parse_rule(rule))
+        except TargetError as exc:
+            raise ctx.fail(f"{key}.allowed_targets[{i}]", str(exc)) from None
     body, body_params = _body(ctx, data.get("body"), f"{key}.body")
     module = Module(
         name=name,
@@ -302,13 +310,17 @@ def _module(ctx: _Ctx, name: str, raw: Any) -> Module:
         valid_status_codes=tuple(codes),
         body=body,
         body_params=body_params,
-        allowed_targets=tuple(allowed),
+        allowed_targets=tuple(allowed_raw),
+        rules=tuple(rules),
+        secret_headers=tuple(secret_headers),
     )
     if module.has_credentials and not module.allowed_targets:
+        what = f"header {module.secret_headers[0]}" if module.secret_headers else "auth or a client certificate"
         raise ctx.fail(
             f"{key}.allowed_targets",
-            "required: this module carries credentials (auth, a client certificate, or an Authorization/Cookie "
-            "header), and without a list /probe would send them to any target a caller names",
+            f"required: this module carries credentials ({what}), and without a list /probe would send them to "
+            "any target a caller names. Headers count as credentials when their name says so (auth, token, key, "
+            "secret, cookie, session…) or their value comes from ${ENV}",
         )
     return module
 

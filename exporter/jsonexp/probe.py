@@ -7,23 +7,33 @@ and a broken upstream is a 200 carrying blackbox_exporter's `probe_success 0` an
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import ssl
 import time
 from base64 import b64encode
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from concurrent.futures import Executor
+from typing import Any, NoReturn
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from ..client import FetchError, FileSecret, client_error, read_capped, ssl_context
 from .extract import Extraction, extract, format_value
 from .modules import Module
+from .targets import TargetError, normalise
+
+log = logging.getLogger("horizon_keda.probe")
 
 DEFAULT_TIMEOUT = 10.0
 TIMEOUT_OFFSET = 0.25  # answer a little before Prometheus gives up, so the failure is still reported
+MAX_REDIRECTS = 10  # as Go's http.Client, which json_exporter uses
+_REDIRECTS = (301, 302, 303, 307, 308)
+_TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
+                 "TLS13": ssl.TLSVersion.TLSv1_3}  # fmt: skip
 
 
 def _escape_label(value: str) -> str:
@@ -84,12 +94,20 @@ class ModuleClient:
         self._credentials = FileSecret(h.credentials_file, "credentials") if h.credentials_file else None
         self._ssl: dict[bool, ssl.SSLContext | bool] = {}
 
-    def ssl_for(self, url: str) -> Any:
-        https = url.startswith("https://")
+    def ssl_for(self, url: URL) -> Any:
+        """The TLS context for `url`'s scheme (custom CA, client certificate, minimum version)."""
+        https = url.scheme == "https"
         if https not in self._ssl:
             h = self.module.http
-            self._ssl[https] = ssl_context(url, h.ca_file, h.cert_file, h.key_file, h.insecure_skip_verify)
+            ctx = ssl_context(str(url), h.ca_file, h.cert_file, h.key_file, h.insecure_skip_verify)
+            if isinstance(ctx, ssl.SSLContext) and h.min_version is not None:
+                ctx.minimum_version = _TLS_VERSIONS[h.min_version]
+            self._ssl[https] = ctx
         return self._ssl[https]
+
+    def server_hostname(self, url: URL) -> str | None:
+        """`tls_config.server_name`: the name sent in SNI and verified in the certificate, for https only."""
+        return self.module.http.server_name if url.scheme == "https" else None
 
     def headers(self) -> dict[str, str]:
         m, h = self.module, self.module.http
@@ -112,84 +130,163 @@ class ModuleClient:
         return text.encode()
 
 
-def scrape_timeout(header: str | None) -> float:
-    """Upstream timeout from Prometheus' header, a little under it; 10 s without the header."""
+def scrape_timeout(header: str | None, cap: float = 300.0) -> float:
+    """Upstream timeout from Prometheus' header, a little under it and at most `cap`; 10 s without the header."""
     try:
         value = float(header) if header else DEFAULT_TIMEOUT
     except ValueError:
         value = DEFAULT_TIMEOUT
-    return max(0.1, min(value, 300.0) - TIMEOUT_OFFSET)
+    if value != value:  # NaN
+        value = DEFAULT_TIMEOUT
+    return max(0.1, min(value - TIMEOUT_OFFSET, cap))
 
 
-async def fetch_document(
-    session: aiohttp.ClientSession, mc: ModuleClient, target: str, query: Mapping[str, str], timeout: float,
-    max_body: int,
-) -> tuple[int, Any]:  # fmt: skip
-    """Fetch and decode the target once. Returns (status, document) or raises FetchError."""
-    module = mc.module
-    body = mc.body(query)
-    where = f"{'POST' if body is not None else 'GET'} target"
-    status = 0
-    try:
-        async with session.request(
-            "POST" if body is not None else "GET", target, data=body, headers=mc.headers(),
-            timeout=aiohttp.ClientTimeout(total=timeout), ssl=mc.ssl_for(target),
-            allow_redirects=module.http.follow_redirects,
-        ) as resp:  # fmt: skip
-            status = resp.status
-            ok = status in module.valid_status_codes if module.valid_status_codes else 200 <= status < 300
-            if not ok:
-                raise FetchError(f"http_{status}", f"{where}: HTTP {status}")
-            raw = await read_capped(resp, max_body, where)
-            ctype = resp.headers.get("Content-Type", "")
-    except FetchError as exc:
-        exc.status = status  # type: ignore[attr-defined]
-        raise
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise client_error(exc, where, timeout) from None
-    try:
-        return status, json.loads(raw)
-    except ValueError as exc:
-        reason = "not_json" if "json" not in ctype.lower() and raw.lstrip()[:1] == b"<" else "invalid_json"
-        err = FetchError(reason, f"{where}: {reason.replace('_', ' ')} ({ctype or 'no type'}): {exc}")
-        err.status = status  # type: ignore[attr-defined]
-        raise err from None
-
-
-def check_target(target: str | None) -> str:
-    """The target URL, or a 400 naming what is wrong."""
+def check_target(target: str | None) -> URL:
+    """The normalised target URL (the one checked and fetched), or a 400 naming what is wrong."""
     if not target:
         raise web.HTTPBadRequest(text="Target parameter is missing\n")
     try:
-        parts = urlsplit(target)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"target: not a valid URL: {target!r}\n") from None
-    if parts.username is not None or parts.password is not None:
-        raise web.HTTPBadRequest(text="target: credentials in the URL are not accepted\n")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise web.HTTPBadRequest(text=f"target: expected an http(s) URL, got {target!r}\n")
-    return target
+        return normalise(target)
+    except TargetError as exc:
+        raise web.HTTPBadRequest(text=f"target: {exc}\n") from None
 
 
-async def run_probe(
-    session: aiohttp.ClientSession, mc: ModuleClient, target: str, query: Mapping[str, str], timeout: float,
-    max_body: int,
-) -> str:  # fmt: skip
-    """One whole probe: fetch once, extract, and render the body (samples plus probe_* lines)."""
-    t0 = time.perf_counter()
-    errors: dict[str, int] = {}
-    status = 0
-    ex = Extraction()
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode(raw: bytes, ctype: str, where: str) -> Any:
+    """The JSON document, or FetchError: not_json (HTML), invalid_json (also NaN/Infinity literals and nesting too
+    deep for the decoder)."""
     try:
-        status, document = await fetch_document(session, mc, target, query, timeout, max_body)
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        reason = "not_json" if "json" not in ctype.lower() and raw.lstrip()[:1] == b"<" else "invalid_json"
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise FetchError(reason, f"{where}: {reason.replace('_', ' ')} ({ctype or 'no type'}): {detail}") from None
+
+
+def read_document(mc: ModuleClient, raw: bytes, ctype: str, where: str, query: Mapping[str, str]) -> tuple[
+    list[str], Extraction, dict[str, int], list[str]
+]:  # fmt: skip
+    """The CPU half of a probe, run off the event loop: decode once, extract, render the samples.
+
+    Returns (sample lines, extraction, error counts by reason, messages). Never raises for a hostile document: a
+    failure the extractor did not foresee is reason `internal`, logged, not a 500.
+    """
+    errors: dict[str, int] = {}
+    try:
+        document = decode(raw, ctype, where)
     except FetchError as exc:
-        status = getattr(exc, "status", 0)
-        errors[exc.reason] = 1
-    else:
+        return [], Extraction(), {exc.reason: 1}, [str(exc)]
+    try:
         ex = extract(mc.module, document, query)
-        for e in ex.errors:
-            errors[e.reason] = errors.get(e.reason, 0) + 1
-    lines = exposition(ex)
-    lines += probe_lines(not errors, time.perf_counter() - t0, status, errors, ex.duplicates)
-    return "\n".join(lines) + "\n"
+        lines = exposition(ex)
+    except RecursionError:
+        return [], Extraction(), {"too_deep": 1}, [f"{where}: the document is nested too deeply for the paths"]
+    except Exception as exc:  # last line of defence: the probe reports it, the server stays up
+        log.exception("module %s: extraction failed", mc.module.name)
+        return [], Extraction(), {"internal": 1}, [f"{where}: {type(exc).__name__}: {exc}"]
+    for e in ex.errors:
+        errors[e.reason] = errors.get(e.reason, 0) + 1
+    return lines, ex, errors, [e.message for e in ex.errors]
+
+
+class Prober:
+    """Runs probes: its own HTTP session, at most `concurrency` at once, CPU work on `executor`."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, executor: Executor, *, concurrency: int, max_body: int,
+        max_timeout: float,
+    ) -> None:  # fmt: skip
+        self.session = session
+        self.executor = executor
+        self.max_body = max_body
+        self.max_timeout = max_timeout
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def probe(self, mc: ModuleClient, target: URL, query: Mapping[str, str], timeout: float) -> bytes:
+        """One whole probe: fetch once, read it off the loop, and render the body (samples plus probe_* lines)."""
+        t0 = time.perf_counter()
+        status, lines, ex = 0, [], Extraction()
+        errors: dict[str, int] = {}
+        messages: list[str] = []
+        try:
+            async with asyncio.timeout(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            errors["busy"] = 1
+            messages.append(f"no probe slot free within {timeout:g}s: too many probes in flight")
+        else:
+            try:
+                status, raw, ctype, where = await self._fetch(mc, target, query, t0 + timeout - time.perf_counter())
+                loop = asyncio.get_running_loop()
+                lines, ex, errors, messages = await loop.run_in_executor(
+                    self.executor, read_document, mc, raw, ctype, where, query
+                )
+            except FetchError as exc:
+                status = getattr(exc, "status", 0)
+                errors[exc.reason] = 1
+                messages.append(str(exc))
+            finally:
+                self._slots.release()
+        if messages:
+            log.info("probe module=%s target=%s: %s", mc.module.name, target.origin(), "; ".join(messages[:5]))
+        lines += probe_lines(not errors, time.perf_counter() - t0, status, errors, ex.duplicates)
+        # A lone surrogate from the upstream's JSON cannot be UTF-8: replaced, never a 500.
+        return ("\n".join(lines) + "\n").encode("utf-8", "replace")
+
+    async def _fetch(
+        self, mc: ModuleClient, url: URL, query: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes, str, str]:
+        """Fetch the target once, following redirects by hand so every hop is checked against allowed_targets.
+
+        Returns (status, body, content type, what was fetched) or raises FetchError.
+        """
+        module = mc.module
+        body = mc.body(query)
+        method = "POST" if body is not None else "GET"
+        headers = mc.headers()
+        status = 0
+        where = f"{method} target"
+        try:
+            async with asyncio.timeout(timeout):
+                for _hop in range(MAX_REDIRECTS + 1):
+                    async with self.session.request(
+                        method, url, data=body, headers=headers, ssl=mc.ssl_for(url),
+                        server_hostname=mc.server_hostname(url), allow_redirects=False,
+                    ) as resp:  # fmt: skip
+                        status = resp.status
+                        if status in _REDIRECTS and module.http.follow_redirects:
+                            url = _next_hop(module, url, resp.headers.get("Location"), where)
+                            if status in (301, 302, 303) and method == "POST":
+                                method, body = "GET", None  # as Go's client does
+                            where = f"{method} target (after redirect)"
+                            continue
+                        ok = status in module.valid_status_codes if module.valid_status_codes else 200 <= status < 300
+                        if not ok:
+                            raise FetchError(f"http_{status}", f"{where}: HTTP {status}")
+                        raw = await read_capped(resp, self.max_body, where)
+                        return status, raw, resp.headers.get("Content-Type", ""), where
+                raise FetchError("too_many_redirects", f"{where}: more than {MAX_REDIRECTS} redirects")
+        except FetchError as exc:
+            exc.status = status  # type: ignore[attr-defined]
+            raise
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            err = client_error(exc, where, timeout)
+            err.status = status  # type: ignore[attr-defined]
+            raise err from None
+
+
+def _next_hop(module: Module, url: URL, location: str | None, where: str) -> URL:
+    """The redirect's target, if it is a URL this module may fetch (its allowed_targets apply to every hop)."""
+    if not location:
+        raise FetchError("bad_redirect", f"{where}: redirect without a Location")
+    try:
+        hop = normalise(str(url.join(URL(location))))
+    except (TargetError, ValueError) as exc:
+        raise FetchError("bad_redirect", f"{where}: redirect to an unusable Location: {exc}") from None
+    if not module.target_allowed(hop):
+        raise FetchError("redirect_not_allowed", f"{where}: redirect to {hop.origin()}{hop.path} is outside "
+                         "the module's allowed_targets")  # fmt: skip
+    return hop
