@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -95,14 +96,18 @@ class RealPrometheus:
 
 
 @contextlib.asynccontextmanager
-async def real_prometheus(tmp_path: Path, jobs: Mapping[str, Sequence[str]]) -> AsyncIterator[RealPrometheus]:
-    """Start Prometheus scraping `jobs` ({job name: [host:port, ...]}) every second; stop it on exit."""
+async def real_prometheus(
+    tmp_path: Path, jobs: Mapping[str, Sequence[str]], extra_scrape_configs: Sequence[Mapping[str, Any]] = ()
+) -> AsyncIterator[RealPrometheus]:
+    """Start Prometheus scraping `jobs` ({job name: [host:port, ...]}) and `extra_scrape_configs` (as written in
+    prometheus.yml) every second; stop it on exit."""
     import yaml
 
     binary = require_binary("prometheus")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": j, "static_configs": [{"targets": list(t)}]} for j, t in jobs.items()],
+        "scrape_configs": [{"job_name": j, "static_configs": [{"targets": list(t)}]} for j, t in jobs.items()]
+        + [dict(c) for c in extra_scrape_configs],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
 from pathlib import Path
 
+import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load_config
-from tests.conftest import wait_for  # noqa: F401  (fixture module import keeps conftest loaded)
+from tests.conftest import real_prometheus, require_binary
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "json_exporter"
 
@@ -109,3 +113,33 @@ def test_nan_for_null_and_bool_strings():
     assert to_number("TRUE") == 1.0 and to_number("f") == 0.0 and to_number("1.5e3") == 1500.0
     with pytest.raises(ValueError, match="'GREEN'"):
         to_number("GREEN")
+
+
+async def test_readme_scrape_config_with_a_real_prometheus(make_exporter, vectors_server, tmp_path):
+    """The README's /probe scrape config, relabelling and all, scraped by Debian's Prometheus."""
+    require_binary("prometheus")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(scrape_configs:\n  - job_name: json\n.*?)```", readme, re.S)
+    assert block, "README lost its /probe scrape config"
+    (job,) = yaml.safe_load(block.group(1))["scrape_configs"]
+    client = await make_exporter(load_config(str(VECTORS / "good.config.yml")))
+    target = str(vectors_server.make_url("/good.json"))
+    job["static_configs"] = [{"targets": [target]}]  # the README's example hosts, pointed at loopback
+    (to_exporter,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
+    to_exporter["replacement"] = f"127.0.0.1:{client.port}"
+    async with real_prometheus(tmp_path, {}, [job]) as prom, aiohttp.ClientSession() as session:
+        result: list[dict] = []
+        async with asyncio.timeout(60):
+            while not result:
+                await asyncio.sleep(0.5)
+                try:
+                    async with session.get(f"{prom.base}/api/v1/query", params={"query": "example_value_count"}) as r:
+                        result = (await r.json())["data"]["result"]
+                except aiohttp.ClientConnectionError:
+                    prom.assert_alive()
+        got = {s["metric"]["id"]: float(s["value"][1]) for s in result}
+        assert got == {"id-A": 1.0, "id-C": 3.0}
+        assert {s["metric"]["instance"] for s in result} == {target}  # relabelled to the probed URL
+        async with session.get(f"{prom.base}/api/v1/query", params={"query": "probe_success"}) as r:
+            (success,) = (await r.json())["data"]["result"]
+        assert success["metric"]["job"] == "json" and float(success["value"][1]) == 1.0
