@@ -21,10 +21,13 @@ from .cli import targets_text
 SIMULATOR = ("127.0.0.1", 9200)
 EXPORTER = ("127.0.0.1", 9108)
 SCALER = ("127.0.0.1", 6000)
+EXAMPLE_MODULES = Path(__file__).resolve().parents[2] / "examples" / "horizon.yml"
 
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As the servers themselves bind: a port left in TIME_WAIT by the previous `make run` is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -60,7 +63,11 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="horizon-keda-demo-"))
     sim_url = f"http://{SIMULATOR[0]}:{SIMULATOR[1]}"
     config = workdir / "exporter.yml"
-    config.write_text(targets_text(sim_url))
+    config_text = targets_text(sim_url)
+    with_modules = EXAMPLE_MODULES.is_file()  # from a checkout; an installed wheel has no examples/
+    if with_modules:
+        config_text += f"# modules for /probe, from {EXAMPLE_MODULES}\n" + EXAMPLE_MODULES.read_text()
+    config.write_text(config_text)
     py = sys.executable
     commands = [
         [py, "-m", "exporter.simulator.cli", "--listen", f"{SIMULATOR[0]}:{SIMULATOR[1]}"],
@@ -98,6 +105,12 @@ def main() -> int:
             + "\nTry:\n"
             f"  curl -s {m}/metrics | grep horizon_microservice_processes\n"
             f"  curl -s {m}/api/v1/snapshot | python3 -m json.tool | head -40\n"
+            + (
+                f"  curl -s '{m}/probe?module=horizon_masters&microservice=orders"
+                f"&target={sim_url}/orders/horizon/api/masters'      # json_exporter-style probe\n"
+                if with_modules
+                else ""
+            )
             + (
                 f"  {py} -m external_scaler.watch --scaler {SCALER[0]}:{SCALER[1]} orders"
                 "      # live KEDA decisions for orders\n"

@@ -1,0 +1,62 @@
+"""`make run`'s program: simulator, exporter and scaler start on loopback, and every command it prints works."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator.demo import EXPORTER, SCALER, SIMULATOR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _busy(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def test_demo_serves_what_it_prints(tmp_path):
+    busy = [f"{h}:{p}" for h, p in (SIMULATOR, EXPORTER, SCALER) if _busy(h, p)]
+    if busy:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"ports of `make run` are taken under CI: {busy}")
+        pytest.skip(f"a `make run` seems to be running here (ports {busy} taken)")
+    log = tmp_path / "make-run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "exporter.simulator.demo"], cwd=ROOT, stdout=sink, stderr=sink)
+    try:
+        deadline = time.monotonic() + 90
+        while "Config used:" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = log.read_text()
+        assert "Config used:" in text, text[-3000:]
+        metrics_cmd = re.search(r"curl -s (\S+/metrics)", text)
+        probe_cmd = re.search(r"curl -s '(\S+/probe\?\S+)'", text)
+        assert metrics_cmd and probe_cmd, text
+        families = {f.name: f for f in text_string_to_metric_families(_get("http://" + metrics_cmd.group(1)))}
+        processes = {s.labels["microservice"] for s in families["horizon_microservice_processes"].samples}
+        assert {"orders", "payments", "shipping", "notifications"} <= processes
+        probed = {f.name: f for f in text_string_to_metric_families(_get("http://" + probe_cmd.group(1)))}
+        assert probed["probe_success"].samples[0].value == 1
+        assert probed["horizon_microservice_processes"].samples[0].labels == {"microservice": "orders"}
+        assert _busy(*SCALER), "the scaler is not listening"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    time.sleep(0.5)
+    assert not any(_busy(h, p) for h, p in (SIMULATOR, EXPORTER, SCALER)), "a child outlived `make run`"
