@@ -14,8 +14,10 @@ from aiohttp import web
 from . import __version__
 from .app import create_app
 from .config import DEFAULT_LISTEN, Config, ConfigError, load_config, split_listen, target_from_flag, validate
+from .mapping import Fixed
 
 ENV_PREFIX = "HORIZON_EXPORTER_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DESCRIPTION = """\
 Poll Laravel Horizon's JSON API for every Core microservice and serve per-microservice gauges on /metrics,
@@ -26,7 +28,8 @@ Simple case, one Horizon per microservice:
 
 Anything more (one Horizon for many microservices, credentials, TLS): --config FILE (see README).
 Every flag can also be set by an environment variable, HORIZON_EXPORTER_<FLAG> (e.g. HORIZON_EXPORTER_LISTEN);
-a flag wins over its variable, which wins over the file.
+a flag wins over its variable, which wins over the file. --timeout replaces the file's top-level timeout, the
+default of every target without a timeout of its own.
 """
 
 
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--listen", metavar="HOST:PORT", help=f"where to serve (default {DEFAULT_LISTEN})")
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="poll every target this often (default 1)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout to Horizon (default 5)")
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS",
+        help="per-request timeout to Horizon (default 5); a target's own timeout in the file is kept",
+    )  # fmt: skip
     p.add_argument(
         "--stale-after", type=float, metavar="SECONDS",
         help="keep a failing target's last values this long, then drop them (default 60)",
@@ -50,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", action="append", default=[], metavar="MICROSERVICE=URL",
         help="a Horizon base URL for one microservice; repeat for more (added to the file's targets)",
     )  # fmt: skip
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary, exit")
     p.add_argument("--version", action="version", version=f"horizon-exporter {__version__}")
     return p
@@ -66,6 +72,13 @@ def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
                         setattr(args, name, float(raw))
                     except ValueError:
                         raise ConfigError(ENV_PREFIX + name.upper(), "", f"expected a number, got {raw!r}") from None
+                elif name == "log_level":
+                    # argparse checks the flag's choices; the variable is checked here, as one line, not a traceback.
+                    if raw.lower() not in LOG_LEVELS:
+                        raise ConfigError(
+                            ENV_PREFIX + "LOG_LEVEL", "", f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}"
+                        )
+                    args.log_level = raw.lower()
                 else:
                     setattr(args, name, raw)
 
@@ -73,7 +86,6 @@ def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
 def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     """Merge file, environment and flags into one validated `Config`."""
     _from_env(args, env)
-    config = load_config(args.config, env) if args.config else Config(targets=())
     changes: dict[str, object] = {}
     if args.listen is not None:
         split_listen(args.listen)
@@ -84,6 +96,8 @@ def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
             if value <= 0:
                 raise ConfigError("--" + name.replace("_", "-"), "", f"expected a positive number, got {value}")
             changes[name] = value
+    # The flag replaces the file's top-level timeout, which file targets inherit unless they set their own.
+    config = load_config(args.config, env, timeout=args.timeout) if args.config else Config(targets=())
     timeout = changes.get("timeout", config.timeout)
     extra = tuple(target_from_flag(v, float(timeout)) for v in args.target)  # type: ignore[arg-type]
     if extra:
@@ -101,9 +115,10 @@ def _summary(config: Config) -> str:
         lines.append(f"  module {name}: {len(module.metrics)} metrics, {allowed}")
     for t in config.targets:
         rule = t.rule
-        kind = f"microservice {rule.microservice}" if hasattr(rule, "microservice") else (
-            f"microservices from {rule.source} names by {rule.regex.pattern}"  # type: ignore[union-attr]
-        )
+        if isinstance(rule, Fixed):
+            kind = f"microservice {rule.microservice}"
+        else:
+            kind = f"microservices from {rule.source} names by {rule.regex.pattern}"
         lines.append(f"  target {t.name}: {t.url} -> {kind}")
     return "\n".join(lines)
 
@@ -127,9 +142,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     for warning in config.warnings:
         logging.getLogger("horizon_keda").warning("%s", warning)
     host, port = config.host_port
-    logging.getLogger("horizon_keda").info(
-        "serving on http://%s:%d/ with %d targets", host, port, len(config.targets)
-    )
+    logging.getLogger("horizon_keda").info("serving on http://%s:%d/ with %d targets", host, port, len(config.targets))
     web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
     return 0
 

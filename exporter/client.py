@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 from base64 import b64encode
 from typing import Any
 
 import aiohttp
 
-from .config import TargetConfig
+from .config import TargetConfig, TLSConfig, redact_url
 from .horizon import HorizonReading, SchemaError, parse_reading
 
 ENDPOINTS = ("stats", "workload", "masters")
@@ -52,24 +53,47 @@ class FileSecret:
         return self._value
 
 
-def ssl_context(
-    url: str,
-    ca_file: str | None = None,
-    cert_file: str | None = None,
-    key_file: str | None = None,
-    insecure_skip_verify: bool = False,
-) -> ssl.SSLContext | bool:
-    """The TLS context for requests to `url`: custom CA, client certificate, or no verification."""
-    if url.startswith("http://"):
-        return True
-    if insecure_skip_verify:
+class TLSFileError(ValueError):
+    """A TLS file that exists but does not load; `key` is the `tls:` key naming it (ca_file, cert_file, key_file)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+def _ssl_reason(exc: OSError) -> str:
+    # "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found (_ssl.c:4154)" without the C source line.
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
+
+
+def load_tls(tls: TLSConfig) -> ssl.SSLContext:
+    """The TLS context a target's `tls:` block describes, or `TLSFileError` naming the file that does not load.
+
+    Used at config load (so a garbage CA file or a mismatched key pair is a ConfigError) and by `TargetClient`.
+    """
+    if tls.insecure_skip_verify:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
-        ctx = ssl.create_default_context(cafile=ca_file)
-    if cert_file and key_file:
-        ctx.load_cert_chain(cert_file, key_file)
+        try:
+            ctx = ssl.create_default_context(cafile=tls.ca_file)
+        except OSError as exc:
+            message = f"cannot load CA certificates from {tls.ca_file}: {_ssl_reason(exc)}"
+            raise TLSFileError("ca_file", message) from None
+    if tls.cert_file and tls.key_file:
+
+        def no_passphrase() -> bytes:
+            # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
+            raise TLSFileError("key_file", f"{tls.key_file} is passphrase-protected; give an unencrypted key")
+
+        try:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)
+        except OSError as exc:
+            raise TLSFileError(
+                "cert_file",
+                f"cannot load the client certificate {tls.cert_file} with the key {tls.key_file}: {_ssl_reason(exc)}",
+            ) from None
     return ctx
 
 
@@ -97,14 +121,17 @@ def client_error(exc: BaseException, where: str, timeout: float) -> FetchError:
 
 
 class TargetClient:
-    """Polls one target; holds its TLS context and credential files for the life of the process."""
+    """Polls one target; holds its TLS context and credential files for the life of the process.
+
+    The TLS context is built at the first fetch and, while its files do not load, retried at every fetch as a
+    `FetchError("tls")`: the target shows the problem on its metrics instead of never polling.
+    """
 
     def __init__(self, target: TargetConfig, session: aiohttp.ClientSession, max_body_bytes: int) -> None:
         self.target = target
         self._session = session
         self._max_body = max_body_bytes
-        tls = target.tls
-        self._ssl = ssl_context(target.url, tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
+        self._ssl: ssl.SSLContext | bool | None = True if target.url.startswith("http://") else None
         self._timeout = aiohttp.ClientTimeout(total=target.timeout)
         self._bearer = FileSecret(target.bearer_token_file, "bearer token") if target.bearer_token_file else None
         basic = target.basic_auth
@@ -122,8 +149,17 @@ class TargetClient:
             headers["Authorization"] = f"Basic {token}"
         return headers
 
+    def _tls(self) -> ssl.SSLContext | bool:
+        if self._ssl is None:
+            try:
+                self._ssl = load_tls(self.target.tls)
+            except TLSFileError as exc:
+                raise FetchError("tls", f"tls.{exc.key}: {exc}") from None
+        return self._ssl
+
     async def fetch(self) -> HorizonReading:
         """Fetch and parse the three endpoints; raise `FetchError` on the first failure in endpoint order."""
+        self._tls()
         headers = self._headers()
         results = await asyncio.gather(
             *(self._get_json(endpoint, headers) for endpoint in ENDPOINTS), return_exceptions=True
@@ -143,12 +179,13 @@ class TargetClient:
         where = f"GET /api/{endpoint}"
         try:
             async with self._session.get(
-                url, headers=headers, timeout=self._timeout, ssl=self._ssl, allow_redirects=False
+                url, headers=headers, timeout=self._timeout, ssl=self._tls(), allow_redirects=False
             ) as resp:
                 if resp.status != 200:
                     hint = ""
                     if 300 <= resp.status < 400:
-                        hint = f" (redirect to {resp.headers.get('Location', '?')!s:.120}: a login page?)"
+                        location = redact_url(resp.headers.get("Location", "?"))
+                        hint = f" (redirect to {location:.120}: a login page?)"
                     elif resp.status in (401, 403):
                         hint = " (Horizon's dashboard authorization refused the exporter)"
                     raise FetchError(f"http_{resp.status}", f"{where}: HTTP {resp.status}{hint}")
@@ -165,3 +202,5 @@ class TargetClient:
             return json.loads(body)
         except ValueError as exc:
             raise FetchError("invalid_json", f"{where}: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise FetchError("invalid_json", f"{where}: invalid JSON: nested too deeply to decode") from None

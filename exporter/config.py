@@ -108,6 +108,24 @@ def interpolate(value: str, source: str, key: str, env: Mapping[str, str]) -> st
     return _ENV.sub(sub, value)
 
 
+_USERINFO = re.compile(r"^(?:([^:/?#]+:)//)?[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a message or a log line: userinfo, query values and fragment shown as `***`.
+
+    `https://user:pw@host/path?token=abc` becomes `https://***@host/path?token=***`. Works on strings that do not
+    parse as URLs too, since those are exactly the ones an error message echoes.
+    """
+    rest, hash_, _ = url.partition("#")
+    rest, question, query = rest.partition("?")
+    out = _USERINFO.sub(lambda m: (m.group(1) + "//" if m.group(1) else "") + "***@", rest)
+    if question:
+        pairs = (p.partition("=") for p in query.split("&"))
+        out += "?" + "&".join(f"{k}=***" if eq else ("***" if k else "") for k, eq, _ in pairs)
+    return out + ("#***" if hash_ else "")
+
+
 def split_listen(listen: str, source: str = "--listen") -> tuple[str, int]:
     """Split `host:port`, `[v6]:port` or `:port` (all interfaces)."""
     host, sep, port = listen.rpartition(":")
@@ -181,13 +199,16 @@ _TOP_KEYS = (
 
 
 def _check_url(url: str, source: str, key: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError(source, key, f"expected an http(s) URL, got {redact_url(url)!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(source, key, f"expected an http(s) URL of Horizon's base path, got {url!r}")
+        raise ConfigError(source, key, f"expected an http(s) URL of Horizon's base path, got {redact_url(url)!r}")
     if parts.username or parts.password:
         raise ConfigError(source, key, "credentials in the URL would leak into logs; use basic_auth instead")
     if parts.query or parts.fragment:
-        raise ConfigError(source, key, f"expected no query or fragment, got {url!r}")
+        raise ConfigError(source, key, f"expected no query or fragment, got {redact_url(url)!r}")
     return url.rstrip("/")
 
 
@@ -271,6 +292,13 @@ def _target(r: _Reader, default_timeout: float) -> TargetConfig:
                       ("tls.key_file", tls.key_file)):  # fmt: skip
         if path is not None and not os.path.isfile(path):
             raise ConfigError(r.source, r.key(key), f"file not found: {path}")
+    if t is not None:
+        from .client import TLSFileError, load_tls  # late: the client builds on this module
+
+        try:  # a file that exists but does not load fails here, not silently at the first poll
+            load_tls(tls)
+        except TLSFileError as exc:
+            raise ConfigError(r.source, r.key(f"tls.{exc.key}"), str(exc)) from None
     return TargetConfig(
         name=name,
         url=url,
@@ -283,13 +311,20 @@ def _target(r: _Reader, default_timeout: float) -> TargetConfig:
     )
 
 
-def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -> Config:
-    """Validate decoded YAML into a `Config`."""
+def parse_config(
+    data: Any, source: str, env: Mapping[str, str] | None = None, *, timeout: float | None = None
+) -> Config:
+    """Validate decoded YAML into a `Config`.
+
+    `timeout` (from `--timeout` or its variable) replaces the file's top-level `timeout`, so it is the default of
+    every target without a `timeout:` of its own; a target's own `timeout:` is kept.
+    """
     r = _Reader({} if data is None else data, source, "", os.environ if env is None else env)
     r.only(_TOP_KEYS)
     listen = r.string("listen", DEFAULT_LISTEN) or DEFAULT_LISTEN
     split_listen(listen, source)
-    timeout = r.number("timeout", 5.0, minimum=0.01)
+    file_timeout = r.number("timeout", 5.0, minimum=0.01)  # checked even when overridden
+    timeout = file_timeout if timeout is None else timeout
     raw_targets = r.data.get("targets") or []
     if not isinstance(raw_targets, list):
         raise ConfigError(source, "targets", "expected a list of targets")
@@ -315,8 +350,8 @@ def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -
     )
 
 
-def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML config file."""
+def load_config(path: str, env: Mapping[str, str] | None = None, *, timeout: float | None = None) -> Config:
+    """Read and validate a YAML config file (`timeout`: see `parse_config`)."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
@@ -324,15 +359,18 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, "", f"invalid YAML: {exc}") from None
-    return parse_config(data, path, env)
+    return parse_config(data, path, env, timeout=timeout)
 
 
 def target_from_flag(value: str, timeout: float) -> TargetConfig:
     """Parse `--target NAME=URL` (topology (a): one Horizon per microservice)."""
     name, sep, url = value.partition("=")
-    if not sep or not name or not url:
-        raise ConfigError("--target", name or value, f"expected MICROSERVICE=URL, got {value!r}")
-    return TargetConfig(name=name, url=_check_url(url, "--target", name), rule=Fixed(name), timeout=timeout)
+    # "://" in the name: a URL without MICROSERVICE=, split at its query's "=" (whose value may be a token).
+    if not sep or not name or not url or "://" in name:
+        shown = redact_url(value)
+        raise ConfigError("--target", redact_url(name) or shown, f"expected MICROSERVICE=URL, got {shown!r}")
+    url = _check_url(url, "--target", redact_url(name))
+    return TargetConfig(name=name, url=url, rule=Fixed(name), timeout=timeout)
 
 
 def validate(config: Config) -> Config:

@@ -2,11 +2,15 @@
 
 Pure functions over decoded JSON. Lenient where Horizon itself varies (numbers as strings or floats, `[]` for empty
 objects, inactive supervisors with `processes: []`, extra fields), strict where the shape is simply wrong: that
-raises `SchemaError` naming the endpoint, the JSON path and what was expected.
+raises `SchemaError` naming the endpoint, the JSON path and what was expected. Wrong includes numbers that are not
+finite (`NaN`, `Infinity`, `1e999`, `"nan"`) and strings that are not valid Unicode (a lone surrogate such as
+`"\ud800"`): PHP's `json_encode` produces neither, and a kept string becomes a label value that could not be
+encoded for /metrics.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,14 +78,32 @@ class HorizonReading:
 
 def _number(value: Any, endpoint: str, path: str) -> float:
     # bool is an int subclass in Python; Horizon never sends a bool where it means a count.
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SchemaError(endpoint, path, "a number", value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise SchemaError(endpoint, path, "a number", value) from None
+    except OverflowError:  # an integer literal beyond a float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise SchemaError(endpoint, path, "a finite number", value)
+    return number
+
+
+def _text(value: str, endpoint: str, path: str) -> str:
+    """`value` if it is valid Unicode; a lone surrogate (JSON `"\\ud800"`) is a schema error, never a label."""
+    if not value.isascii():
         try:
-            return float(value)
-        except ValueError:
-            pass
-    raise SchemaError(endpoint, path, "a number", value)
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SchemaError(endpoint, path, "a valid Unicode string", value) from None
+    return value
+
+
+def _status(obj: Mapping[str, Any], endpoint: str, path: str) -> str:
+    status = obj.get("status")
+    return _text(status, endpoint, f"{path}.status") if isinstance(status, str) else "unknown"
 
 
 def _optional_number(obj: Mapping[str, Any], key: str, endpoint: str, path: str) -> float | None:
@@ -104,15 +126,14 @@ def _string(obj: Mapping[str, Any], key: str, endpoint: str, path: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str):
         raise SchemaError(endpoint, f"{path}.{key}", "a string", value)
-    return value
+    return _text(value, endpoint, f"{path}.{key}")
 
 
 def parse_stats(payload: Any) -> Stats:
     """Parse `/api/stats`."""
     obj = _object(payload, "stats", "$", empty_list_ok=False)
-    status = obj.get("status")
     return Stats(
-        status=status if isinstance(status, str) else "unknown",
+        status=_status(obj, "stats", "$"),
         processes=_number(obj.get("processes"), "stats", "$.processes"),
         jobs_per_minute=_optional_number(obj, "jobsPerMinute", "stats", "$"),
         recent_jobs=_optional_number(obj, "recentJobs", "stats", "$"),
@@ -149,10 +170,12 @@ def _supervisor_key(name: str, master: str) -> str:
 def _parse_supervisor(raw: Any, master: str, path: str) -> Supervisor:
     sup = _object(raw, "masters", path, empty_list_ok=False)
     name = _string(sup, "name", "masters", path)
-    status = sup.get("status")
     pools = _object(sup.get("processes", []), "masters", f"{path}.processes")
     processes = {
-        str(key): _number(count, "masters", f"{path}.processes[{key!r}]") for key, count in pools.items()
+        _text(str(key), "masters", f"{path}.processes[{key!r}]"): _number(
+            count, "masters", f"{path}.processes[{key!r}]"
+        )
+        for key, count in pools.items()
     }
     options = sup.get("options")
     max_processes = None
@@ -161,7 +184,7 @@ def _parse_supervisor(raw: Any, master: str, path: str) -> Supervisor:
     return Supervisor(
         name=name,
         key=_supervisor_key(name, master),
-        status=status if isinstance(status, str) else "unknown",
+        status=_status(sup, "masters", path),
         processes=processes,
         max_processes=max_processes,
     )
@@ -174,18 +197,16 @@ def parse_masters(payload: Any) -> tuple[Master, ...]:
     for key, raw in masters_obj.items():
         path = f"$[{key!r}]"
         master = _object(raw, "masters", path, empty_list_ok=False)
-        name = master.get("name") if isinstance(master.get("name"), str) else str(key)
-        status = master.get("status")
+        name = master.get("name")
+        name = _text(name, "masters", f"{path}.name") if isinstance(name, str) else _text(str(key), "masters", path)
         sups = master.get("supervisors", [])
         if not isinstance(sups, list):
             raise SchemaError("masters", f"{path}.supervisors", "an array", sups)
         masters.append(
             Master(
                 name=name,
-                status=status if isinstance(status, str) else "unknown",
-                supervisors=tuple(
-                    _parse_supervisor(s, name, f"{path}.supervisors[{i}]") for i, s in enumerate(sups)
-                ),
+                status=_status(master, "masters", path),
+                supervisors=tuple(_parse_supervisor(s, name, f"{path}.supervisors[{i}]") for i, s in enumerate(sups)),
             )
         )
     return tuple(masters)
@@ -193,6 +214,4 @@ def parse_masters(payload: Any) -> tuple[Master, ...]:
 
 def parse_reading(stats: Any, workload: Any, masters: Any) -> HorizonReading:
     """Parse the three decoded payloads of one poll."""
-    return HorizonReading(
-        stats=parse_stats(stats), workload=parse_workload(workload), masters=parse_masters(masters)
-    )
+    return HorizonReading(stats=parse_stats(stats), workload=parse_workload(workload), masters=parse_masters(masters))

@@ -85,13 +85,17 @@ class Poller:
         return PollOutcome(started, duration, reading=reading, microservices=microservices)
 
     async def _loop(self, target: TargetConfig) -> None:
-        client = TargetClient(target, self._session, self._config.max_body_bytes)
+        client: TargetClient | None = None
         interval = self._config.poll_interval
         # Spread the first polls over one interval so a thousand targets do not start in the same millisecond.
         await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
         failures = 0
         while True:
             try:
+                # Built inside the try: a target whose client cannot be built shows an error instead of a task
+                # that died before its first poll.
+                if client is None:
+                    client = TargetClient(target, self._session, self._config.max_body_bytes)
                 outcome = await self.poll_once(client)
             except asyncio.CancelledError:
                 raise

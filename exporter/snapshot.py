@@ -191,9 +191,7 @@ class SnapshotStore:
         # MappingProxyType.copy() copies the underlying dict at C speed; dict(proxy) iterates it in Python.
         targets = old.targets.copy()
         targets[state.name] = state
-        self._current = Snapshot(
-            version=old.version + 1, generated_at=self._clock(), targets=MappingProxyType(targets)
-        )
+        self._current = Snapshot(version=old.version + 1, generated_at=self._clock(), targets=MappingProxyType(targets))
         self._wake()
         return self._current
 

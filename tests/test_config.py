@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from exporter.cli import build_parser, main, resolve_config
 from exporter.config import ConfigError, load_config
 from exporter.mapping import Fixed, Pattern
+from tests.certs import CA
 
 ISSUE_EXAMPLE = """\
 poll_interval: 1
@@ -135,3 +138,143 @@ def test_console_script_help_and_version():
     helptext = subprocess.run([sys.executable, "-m", "exporter", "--help"], capture_output=True, text=True).stdout
     for flag in ("--config", "--listen", "--poll-interval", "--target", "--check-config", "HORIZON_EXPORTER_"):
         assert flag in helptext
+
+
+def _tls_target(tmp_path, tls: str) -> str:
+    return write(tmp_path, f"targets:\n  - microservice: o\n    url: https://o/horizon\n    tls: {tls}\n")
+
+
+def test_tls_files_that_exist_but_do_not_load_are_config_errors(tmp_path):
+    ca, other = CA(), CA()
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cert, _ = ca.issue("exporter", server=False).write(tmp_path, "client")
+    _, wrong_key = other.issue("someone-else", server=False).write(tmp_path, "other")
+    key = serialization.load_pem_private_key(ca.issue("x", server=False).key, None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")
+    ))  # fmt: skip
+    cases = [
+        (f"{{ca_file: {garbage}}}", "targets[0].tls.ca_file",
+         f"cannot load CA certificates from {garbage}: [X509: NO_CERTIFICATE_OR_CRL_FOUND]"),
+        (f"{{cert_file: {cert}, key_file: {wrong_key}}}", "targets[0].tls.cert_file",
+         f"cannot load the client certificate {cert} with the key {wrong_key}: [X509: KEY_VALUES_MISMATCH]"),
+        (f"{{cert_file: {cert}, key_file: {garbage}}}", "targets[0].tls.cert_file",
+         f"cannot load the client certificate {cert} with the key {garbage}: [SSL] PEM lib"),
+        (f"{{cert_file: {cert}, key_file: {encrypted}}}", "targets[0].tls.key_file",
+         f"{encrypted} is passphrase-protected; give an unencrypted key"),
+    ]  # fmt: skip
+    for tls, key_path, expected in cases:
+        path = _tls_target(tmp_path, tls)
+        with pytest.raises(ConfigError) as exc:
+            load_config(path, env={})
+        assert exc.value.key == key_path and str(exc.value).startswith(f"{path}: {key_path}: {expected}")
+        assert "_ssl.c" not in str(exc.value)
+
+
+def test_check_config_exits_2_on_a_garbage_ca_file(tmp_path, capsys):
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    path = _tls_target(tmp_path, f"{{ca_file: {garbage}}}")
+    assert main(["--config", path, "--check-config"], env={}) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"horizon-exporter: configuration error: {path}: targets[0].tls.ca_file: cannot load CA")
+
+
+def test_good_tls_files_load(tmp_path):
+    ca = CA()
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    cert, key = ca.issue("exporter", server=False).write(tmp_path, "client")
+    path = _tls_target(tmp_path, f"{{ca_file: {tmp_path / 'ca.pem'}, cert_file: {cert}, key_file: {key}}}")
+    (t,) = load_config(path, env={}).targets
+    assert t.tls.ca_file == str(tmp_path / "ca.pem")
+
+
+TIMEOUTS = """\
+timeout: 5
+targets:
+  - microservice: inherits
+    url: http://a/horizon
+  - microservice: own
+    url: http://b/horizon
+    timeout: 3
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, {"inherits": 5.0, "own": 3.0, "flag": 5.0, "*": 5.0}),
+        (["--timeout", "2"], {}, {"inherits": 2.0, "own": 3.0, "flag": 2.0, "*": 2.0}),
+        ([], {"HORIZON_EXPORTER_TIMEOUT": "7"}, {"inherits": 7.0, "own": 3.0, "flag": 7.0, "*": 7.0}),
+        (["--timeout", "2"], {"HORIZON_EXPORTER_TIMEOUT": "7"}, {"inherits": 2.0, "own": 3.0, "flag": 2.0, "*": 2.0}),
+    ],
+)
+def test_timeout_flag_and_env_replace_the_files_default_but_not_a_targets_own(tmp_path, argv, env, expected):
+    path = write(tmp_path, TIMEOUTS)
+    args = build_parser().parse_args(["--config", path, "--target", "flag=http://c/horizon", *argv])
+    cfg = resolve_config(args, env)
+    assert {t.name: t.timeout for t in cfg.targets} | {"*": cfg.timeout} == expected
+
+
+def test_timeout_flag_does_not_hide_a_bad_timeout_in_the_file(tmp_path):
+    path = write(tmp_path, "timeout: soon\ntargets: []\n")
+    with pytest.raises(ConfigError, match="timeout: expected a number, got 'soon'"):
+        resolve_config(build_parser().parse_args(["--config", path, "--timeout", "2"]), {})
+
+
+def test_bad_log_level_variable_is_one_line_and_exit_2():
+    env = dict(os.environ, HORIZON_EXPORTER_LOG_LEVEL="loud")
+    run = subprocess.run(
+        [sys.executable, "-m", "exporter", "--target", "orders=http://127.0.0.1:9/horizon", "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, env=env, timeout=30,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "horizon-exporter: configuration error: HORIZON_EXPORTER_LOG_LEVEL: "
+        "expected one of debug, info, warning, error, got 'loud'"
+    ]
+
+
+def test_log_level_variable_is_case_insensitive():
+    args = build_parser().parse_args(["--target", "a=http://a/horizon"])
+    resolve_config(args, {"HORIZON_EXPORTER_LOG_LEVEL": "WARNING"})
+    assert args.log_level == "warning"
+
+
+SECRETS = ("hunter2", "abc123")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ftp://user:hunter2@o/horizon?token=abc123", "expected an http(s) URL of Horizon's base path, "
+         "got 'ftp://***@o/horizon?token=***'"),
+        ("https://o/horizon?token=abc123&x", "expected no query or fragment, got 'https://o/horizon?token=***&***'"),
+        ("https://o/horizon#access_token=abc123", "expected no query or fragment, got 'https://o/horizon#***'"),
+        ("user:hunter2@o/horizon", "expected an http(s) URL of Horizon's base path, got '***@o/horizon'"),
+    ],
+)  # fmt: skip
+def test_config_errors_redact_userinfo_and_query_values(tmp_path, url, expected):
+    path = write(tmp_path, f"targets:\n  - microservice: o\n    url: '{url}'\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, env={})
+    assert str(exc.value) == f"{path}: targets[0].url: {expected}"
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "http://user:hunter2@h/horizon",  # no MICROSERVICE= at all
+        "http://user:hunter2@h/horizon?token=abc123",  # the query's = splits it
+        "orders=ftp://user:hunter2@h/horizon?token=abc123",
+        "=http://user:hunter2@h/horizon",
+    ],
+)
+def test_target_flag_errors_redact_the_url(flag, capsys):
+    assert main(["--target", flag], env={}) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: --target" in err and "***@h/horizon" in err
+    for secret in SECRETS:
+        assert secret not in err

@@ -15,7 +15,7 @@ from tests.certs import CA
 from tests.conftest import fixed_target, wait_for
 from tests.fake_horizon import FakeHorizon
 from tests.payloads import topology_a
-from tests.test_exporter_http import config
+from tests.test_exporter_http import config, metrics, value
 
 SECRET = "s3cr3t-t0ken-value"
 
@@ -100,5 +100,28 @@ async def test_insecure_skip_verify(make_exporter, tmp_path):
         url = f"https://localhost:{server.port}/horizon"
         client = await make_exporter(config(fixed_target("orders", url, tls=TLSConfig(insecure_skip_verify=True))))
         await wait_for(client, lambda s: s.targets["orders"].up)
+    finally:
+        await server.close()
+
+
+async def test_a_tls_file_that_does_not_load_is_a_visible_tls_error_until_fixed(make_exporter, tmp_path):
+    # Config built directly, as if the file had been replaced after load: the target must not silently never poll.
+    ca = CA()
+    _, server = await _tls_horizon(ca, tmp_path)
+    try:
+        ca_file = tmp_path / "ca.crt"
+        ca_file.write_text("not a certificate\n")
+        url = f"https://localhost:{server.port}/horizon"
+        client = await make_exporter(config(fixed_target("orders", url, tls=TLSConfig(ca_file=str(ca_file)))))
+        snap = await wait_for(client, lambda s: s.targets["orders"].attempts >= 1)
+        err = snap.targets["orders"].error
+        assert err.reason == "tls"
+        assert err.message.startswith(f"tls.ca_file: cannot load CA certificates from {ca_file}: [X509: ")
+        m = await metrics(client)
+        assert value(m, "horizon_up", microservice="orders") == 0.0
+        assert value(m, "horizon_scrape_errors_total", target="orders", reason="tls") >= 1.0
+        ca_file.write_bytes(ca.pem)  # retried with backoff: a fixed file brings the target up
+        snap = await wait_for(client, lambda s: s.targets["orders"].up)
+        assert snap.microservices["orders"].values.processes == 9.0
     finally:
         await server.close()

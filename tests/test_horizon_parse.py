@@ -1,5 +1,7 @@
 """Parsing Horizon's payloads: every quirk of the reference (B1, B5) and clear errors for a wrong shape."""
 
+import json
+
 import pytest
 
 from exporter.horizon import SchemaError, parse_masters, parse_reading, parse_stats, parse_workload
@@ -70,3 +72,61 @@ def test_wrong_shape_names_endpoint_path_and_expectation(call, payload, message)
     with pytest.raises(SchemaError) as exc:
         call(payload)
     assert str(exc.value) == message
+
+
+@pytest.mark.parametrize(
+    ("call", "text", "message"),
+    [
+        (parse_stats, '{"processes": NaN}', "/api/stats $.processes: expected a finite number, got nan"),
+        (parse_stats, '{"processes": 1, "jobsPerMinute": Infinity}',
+         "/api/stats $.jobsPerMinute: expected a finite number, got inf"),
+        (parse_stats, '{"processes": 1e999}', "/api/stats $.processes: expected a finite number, got inf"),
+        (parse_stats, '{"processes": "NaN"}', "/api/stats $.processes: expected a finite number, got 'NaN'"),
+        (parse_stats, '{"processes": "-Infinity"}',
+         "/api/stats $.processes: expected a finite number, got '-Infinity'"),
+        (parse_stats, '{"processes": 1' + "0" * 400 + "}", "/api/stats $.processes: expected a finite number, got 1"),
+        (parse_workload, '[{"name": "d", "length": 1, "wait": -Infinity}]',
+         "/api/workload $[0].wait: expected a finite number, got -inf"),
+        (parse_masters, '{"m": {"name": "m", "supervisors": [{"name": "m:s", "processes": {"redis:q": NaN}}]}}',
+         "/api/masters $['m'].supervisors[0].processes['redis:q']: expected a finite number, got nan"),
+        (parse_masters, '{"m": {"name": "m", "supervisors": [{"name": "m:s", "options": {"maxProcesses": "inf"}}]}}',
+         "/api/masters $['m'].supervisors[0].options.maxProcesses: expected a finite number, got 'inf'"),
+    ],
+)  # fmt: skip
+def test_non_finite_numbers_are_schema_errors_naming_the_field(call, text, message):
+    # Python's json.loads accepts NaN, Infinity and 1e999; PHP's json_encode never writes them.
+    with pytest.raises(SchemaError) as exc:
+        call(json.loads(text))
+    assert str(exc.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("call", "text", "message"),
+    [
+        (parse_workload, r'[{"name": "\ud800", "length": 1}]',
+         r"/api/workload $[0].name: expected a valid Unicode string, got '\ud800'"),
+        (parse_stats, r'{"processes": 1, "status": "run\udfffning"}',
+         r"/api/stats $.status: expected a valid Unicode string, got 'run\udfffning'"),
+        (parse_masters, r'{"m": {"name": "m", "supervisors": [{"name": "m:\ud800-worker"}]}}',
+         r"/api/masters $['m'].supervisors[0].name: expected a valid Unicode string, got 'm:\ud800-worker'"),
+        (parse_masters, r'{"m": {"name": "m", "supervisors": [{"name": "m:s", "processes": {"redis:\ud83d": 1}}]}}',
+         r"/api/masters $['m'].supervisors[0].processes['redis:\ud83d']: expected a valid Unicode string"),
+        (parse_masters, r'{"m": {"name": "m", "supervisors": [{"name": "m:s", "status": "\ud800"}]}}',
+         r"/api/masters $['m'].supervisors[0].status: expected a valid Unicode string"),
+        (parse_masters, r'{"m\ud800": {"status": "running", "supervisors": []}}',
+         r"/api/masters $['m\ud800']: expected a valid Unicode string"),
+        (parse_masters, r'{"m": {"name": "\ud800", "supervisors": []}}',
+         r"/api/masters $['m'].name: expected a valid Unicode string"),
+    ],
+)  # fmt: skip
+def test_lone_surrogates_are_schema_errors_naming_the_field(call, text, message):
+    # A kept string becomes a label value; one that cannot be encoded as UTF-8 would make /metrics answer 500.
+    with pytest.raises(SchemaError) as exc:
+        call(json.loads(text))
+    assert str(exc.value).startswith(message)
+    str(exc.value).encode("utf-8")  # the message itself is safe to log and serve
+
+
+def test_valid_non_ascii_names_are_kept():
+    (row,) = parse_workload(json.loads(r'[{"name": "caf\u00e9-\ud83d\ude80", "length": 1}]'))
+    assert row.name == "café-🚀"

@@ -72,7 +72,7 @@ async def test_good_vector_same_names_types_values(make_exporter, vectors_server
     expected = parse((VECTORS / "good.expected.txt").read_text())
     assert got == expected
     # The counter keeps its configured name: no `_total` appended.
-    assert "example_value_active{environment=\"beta\",id=\"id-A\"} 1" in text
+    assert 'example_value_active{environment="beta",id="id-A"} 1' in text
     assert "# TYPE example_value_active counter" in text
     assert "probe_success 1" in text
 

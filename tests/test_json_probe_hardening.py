@@ -382,3 +382,21 @@ async def test_deep_documents_walked_by_descendant_paths(make_exporter, upstream
     client = await make_exporter(cfg("modules:\n  default:\n    metrics: [{name: x, path: '{..b}'}]\n"))
     status, text = await probe(client, target=up.url("/doc"))
     assert status == 200 and samples(text)[("x", ())] == 7 and samples(text)[("probe_success", ())] == 1
+
+
+async def test_tls_files_that_do_not_load_fail_the_load_or_the_probe_never_500(make_exporter, upstreams, tmp_path):
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text("not a certificate\n")
+    text = f"modules:\n  m:\n    http_client_config: {{tls_config: {{ca_file: {ca_file}}}}}\n    metrics: []\n"
+    with pytest.raises(ConfigError) as exc:
+        cfg(text)
+    assert exc.value.key == "modules.m.http_client_config.tls_config.ca_file" and str(ca_file) in str(exc.value)
+    ca = CA()
+    ca_file.write_bytes(ca.pem)
+    up = await upstreams(_tls_server(ca, tmp_path, ("localhost",)))
+    up.routes["/doc"] = '{"x": 1}'
+    client = await make_exporter(cfg(text.replace("metrics: []", "metrics: [{name: x, path: '{.x}'}]")))
+    ca_file.write_text("rotated into garbage\n")  # after the load, before the first https probe
+    target = f"https://localhost:{URL(up.url('/')).port}/doc"
+    status, body = await probe(client, module="m", target=target)
+    assert status == 200 and reasons(body) == {"tls": 1} and up.requests == []

@@ -14,7 +14,8 @@ from typing import Any
 
 from yarl import URL
 
-from ..config import ConfigError, interpolate
+from ..client import TLSFileError, load_tls
+from ..config import ConfigError, TLSConfig, interpolate
 from .path import PathError, Template, compile_template
 from .targets import Rule, TargetError, allowed, parse_rule
 
@@ -69,6 +70,12 @@ class HttpClient:
     min_version: str | None = None  # TLS10 … TLS13
     insecure_skip_verify: bool = False
     follow_redirects: bool = False
+
+
+def tls_config(h: HttpClient) -> TLSConfig:
+    """The module's `tls_config` files as the exporter's TLS settings (server_name and min_version apart)."""
+    return TLSConfig(ca_file=h.ca_file, cert_file=h.cert_file, key_file=h.key_file,
+                     insecure_skip_verify=h.insecure_skip_verify)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +259,13 @@ def _http(ctx: _Ctx, raw: Any, key: str) -> HttpClient:
                                                   f"{key}.tls_config.insecure_skip_verify")  # fmt: skip
         if ("cert_file" in out) != ("key_file" in out):
             raise ctx.fail(f"{key}.tls_config.cert_file", "cert_file and key_file go together")
-    return HttpClient(**out)
+    http = HttpClient(**out)
+    if http.ca_file or http.cert_file:
+        try:  # a missing or unloadable file fails the load (or the reload), not every probe with a 500
+            load_tls(tls_config(http))
+        except TLSFileError as exc:
+            raise ctx.fail(f"{key}.tls_config.{exc.key}", str(exc)) from None
+    return http
 
 
 def _body(ctx: _Ctx, raw: Any, key: str) -> tuple[str | None, tuple[tuple[str, str], ...]]:

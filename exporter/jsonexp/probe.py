@@ -21,9 +21,9 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ..client import FetchError, FileSecret, client_error, read_capped, ssl_context
+from ..client import FetchError, FileSecret, TLSFileError, client_error, load_tls, read_capped
 from .extract import Extraction, extract, format_value
-from .modules import Module
+from .modules import Module, tls_config
 from .targets import TargetError, normalise
 
 log = logging.getLogger("horizon_keda.probe")
@@ -92,18 +92,25 @@ class ModuleClient:
         h = module.http
         self._password = FileSecret(h.password_file, "password") if h.password_file else None
         self._credentials = FileSecret(h.credentials_file, "credentials") if h.credentials_file else None
-        self._ssl: dict[bool, ssl.SSLContext | bool] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     def ssl_for(self, url: URL) -> Any:
-        """The TLS context for `url`'s scheme (custom CA, client certificate, minimum version)."""
-        https = url.scheme == "https"
-        if https not in self._ssl:
+        """The TLS context for https (custom CA, client certificate, minimum version); `True` for http.
+
+        Built at the first https probe; a file that stopped loading since the config was read is `FetchError(tls)`.
+        """
+        if url.scheme != "https":
+            return True
+        if self._ssl is None:
             h = self.module.http
-            ctx = ssl_context(str(url), h.ca_file, h.cert_file, h.key_file, h.insecure_skip_verify)
-            if isinstance(ctx, ssl.SSLContext) and h.min_version is not None:
+            try:
+                ctx = load_tls(tls_config(h))
+            except TLSFileError as exc:
+                raise FetchError("tls", f"tls_config.{exc.key}: {exc}") from None
+            if h.min_version is not None:
                 ctx.minimum_version = _TLS_VERSIONS[h.min_version]
-            self._ssl[https] = ctx
-        return self._ssl[https]
+            self._ssl = ctx
+        return self._ssl
 
     def server_hostname(self, url: URL) -> str | None:
         """`tls_config.server_name`: the name sent in SNI and verified in the certificate, for https only."""
