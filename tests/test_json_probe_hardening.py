@@ -4,6 +4,7 @@ headers, TLS settings applied, a bounded number of probes, and hostile JSON repo
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import textwrap
 
@@ -400,3 +401,64 @@ async def test_tls_files_that_do_not_load_fail_the_load_or_the_probe_never_500(m
     target = f"https://localhost:{URL(up.url('/')).port}/doc"
     status, body = await probe(client, module="m", target=target)
     assert status == 200 and reasons(body) == {"tls": 1} and up.requests == []
+
+
+# --- found in review ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://xn--api-.internal/v1/x", "https://api.internal/v1/..;/admin", "https://api.internal/v1/.;x/admin"],
+)
+def test_malformed_idna_and_java_dot_segments_are_refused(target):
+    with pytest.raises(TargetError):
+        normalise(target)
+
+
+async def test_malformed_idna_target_is_400_not_500(make_exporter):
+    client = await make_exporter(cfg("modules:\n  default:\n    metrics: []\n"))
+    assert (await probe(client, target="http://xn--api-.internal/v1/x"))[0] == 400
+    with pytest.raises(ConfigError):
+        cfg("modules:\n  m:\n    allowed_targets: ['https://xn--api-.internal/*']\n    metrics: []\n")
+
+
+def test_regex_rules_refuse_encoded_separators():
+    rule = parse_rule("~https://api.internal/v1/.*")
+    assert rule.admits(normalise("https://api.internal/v1/status"))
+    assert not rule.admits(normalise("https://api.internal/v1/..%2Fadmin"))
+    assert not rule.admits(normalise("https://api.internal/v1/..%5cadmin"))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"ok": 1, "v": 1, "ts": 1e300}', {"bad_timestamp": 1}),
+        (b'{"ok": 1, "v": 1, "ts": 9223372036854775808}', {"bad_timestamp": 1}),
+        (b'{"ok": 1, "v": 1' + b"0" * 400 + b', "ts": 1}', {"not_a_number": 1}),
+    ],
+    ids=["timestamp-1e300", "timestamp-beyond-int64", "int-beyond-float"],
+)
+async def test_out_of_range_numbers_lose_one_metric_not_the_scrape(make_exporter, upstreams, body, expected):
+    up = await upstreams()
+    up.routes["/doc"] = body
+    client = await make_exporter(
+        cfg("modules:\n  default:\n    metrics: [{name: ok, path: '{.ok}'}, {name: v, path: '{.v}', "
+            "epochtimestamp: '{.ts}'}]\n")
+    )  # fmt: skip
+    _, text = await probe(client, target=up.url("/doc"))
+    assert reasons(text) == expected and samples(text)[("ok", ())] == 1
+
+
+async def test_a_million_errors_are_counted_not_kept(make_exporter, upstreams):
+    up = await upstreams()
+    up.routes["/doc"] = json.dumps({"items": [[] for _ in range(50_000)]})
+    client = await make_exporter(
+        cfg("modules:\n  default:\n    metrics: [{name: i, type: object, path: '{.items[*]}', values: {v: '{.n}'}}]\n")
+    )
+    _, text = await probe(client, target=up.url("/doc"))
+    assert reasons(text) == {"missing_path": 50_000}
+    from exporter.jsonexp.extract import ErrorLog, extract
+
+    module = cfg("modules:\n  m:\n    metrics: [{name: i, type: object, path: '{.items[*]}', values: {v: '{.n}'}}]\n")
+    ex = extract(module.modules["m"], {"items": [[] for _ in range(50_000)]})
+    assert ex.errors.counts == {"missing_path": 50_000} and len(ex.errors) == ErrorLog.KEEP

@@ -46,12 +46,28 @@ class ExtractError:
     message: str
 
 
+class ErrorLog(list):
+    """Extraction errors: every one counted by reason, only the first `KEEP` kept (a hostile document can make
+    millions)."""
+
+    KEEP = 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def append(self, error: ExtractError) -> None:  # type: ignore[override]
+        self.counts[error.reason] = self.counts.get(error.reason, 0) + 1
+        if len(self) < self.KEEP:
+            super().append(error)
+
+
 @dataclass(slots=True)
 class Extraction:
     """Everything one document gave: families in definition order, errors, dropped duplicates."""
 
     families: dict[str, Family] = field(default_factory=dict)
-    errors: list[ExtractError] = field(default_factory=list)
+    errors: ErrorLog = field(default_factory=ErrorLog)
     duplicates: int = 0
 
     def add(self, d: MetricDef, name: str, sample: Sample) -> None:
@@ -88,7 +104,10 @@ def _timestamp(d: MetricDef, datum: DatumInContext, errors: list[ExtractError]) 
     try:
         raw = value_of(d.epochtimestamp, datum)
         # json_exporter's ParseInt fails on 1.757568506e+09; a float parse reads it.
-        return int(float(raw))
+        ts = int(float(raw))
+        if not -(2**63) <= ts < 2**63:  # Prometheus reads an int64; a longer one would fail the whole scrape
+            raise ValueError("timestamp out of range")
+        return ts
     except Missing as exc:
         if not d.allow_missing_key:
             errors.append(ExtractError(d.name, "missing_path", f"{d.name}: epochtimestamp: {exc}"))

@@ -226,7 +226,10 @@ def to_number(value: Any, value_map: Mapping[str, float] | None = None) -> float
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond a float's range
+            raise ValueError(f"{to_text(value)[:30]}… is too large for a number") from None
     if value is None:
         return math.nan
     if isinstance(value, str):

@@ -181,7 +181,6 @@ def read_document(mc: ModuleClient, raw: bytes, ctype: str, where: str, query: M
     Returns (sample lines, extraction, error counts by reason, messages). Never raises for a hostile document: a
     failure the extractor did not foresee is reason `internal`, logged, not a 500.
     """
-    errors: dict[str, int] = {}
     try:
         document = decode(raw, ctype, where)
     except FetchError as exc:
@@ -194,9 +193,7 @@ def read_document(mc: ModuleClient, raw: bytes, ctype: str, where: str, query: M
     except Exception as exc:  # last line of defence: the probe reports it, the server stays up
         log.exception("module %s: extraction failed", mc.module.name)
         return [], Extraction(), {"internal": 1}, [f"{where}: {type(exc).__name__}: {exc}"]
-    for e in ex.errors:
-        errors[e.reason] = errors.get(e.reason, 0) + 1
-    return lines, ex, errors, [e.message for e in ex.errors]
+    return lines, ex, dict(ex.errors.counts), [e.message for e in ex.errors]
 
 
 class Prober:
@@ -228,9 +225,13 @@ class Prober:
             try:
                 status, raw, ctype, where = await self._fetch(mc, target, query, t0 + timeout - time.perf_counter())
                 loop = asyncio.get_running_loop()
-                lines, ex, errors, messages = await loop.run_in_executor(
-                    self.executor, read_document, mc, raw, ctype, where, query
-                )
+                work = loop.run_in_executor(self.executor, read_document, mc, raw, ctype, where, query)
+                try:
+                    async with asyncio.timeout(max(0.0, t0 + timeout - time.perf_counter())):
+                        lines, ex, errors, messages = await work
+                except TimeoutError:
+                    # The worker finishes on its own; the answer (and the slot) does not wait for it.
+                    raise FetchError("timeout", f"{where}: reading the body took longer than {timeout:g}s") from None
             except FetchError as exc:
                 status = getattr(exc, "status", 0)
                 errors[exc.reason] = 1

@@ -25,12 +25,16 @@ def normalise(text: str) -> URL:
     try:
         url = URL(text)
         url.port  # noqa: B018 - raises ValueError on a malformed port
+        host = url.host  # raises UnicodeError (a ValueError) on a malformed IDNA label
     except (ValueError, TypeError) as exc:
         raise TargetError(f"not a valid URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise TargetError("expected an http(s) URL with a host")
     if url.user is not None or url.password is not None:
         raise TargetError("credentials in the URL are not accepted")
+    # Java servers read `..;x` as `..`: such a segment would walk out of a prefix after the check.
+    if any(seg.split(";", 1)[0] in ("..", ".") for seg in url.raw_path.split("/") if ";" in seg):
+        raise TargetError("a path segment '..;' or '.;' is not accepted")
     return url.with_fragment(None)
 
 
@@ -50,7 +54,8 @@ class Rule:
         """Whether the normalised `url` is allowed by this rule."""
         if self.kind == "regex":
             assert self.pattern is not None
-            return self.pattern.fullmatch(str(url)) is not None
+            # An encoded / or \ could be decoded by the upstream into a path the regex did not mean to allow.
+            return self.pattern.fullmatch(str(url)) is not None and not _ENCODED_SEPARATOR.search(url.raw_path)
         if self.kind == "exact":
             return str(url) == self.text
         if (url.scheme, url.host, url.port) != (self.scheme, self.host, self.port):
