@@ -377,6 +377,25 @@ async def test_lone_surrogates_become_replacement_characters(make_exporter, upst
     assert samples(text)[("label", (("who", "bad?name"),))] == 1 and samples(text)[("probe_success", ())] == 1
 
 
+ITEMS_BY_KEY = """
+modules:
+  default:
+    metrics:
+      - {name: item, type: object, path: '{.items[*]}', labels: {k: '{.k}'}, values: {v: '{.v}'}}
+"""
+
+
+async def test_surrogate_labels_that_render_alike_are_deduplicated_not_doubled(make_exporter, upstreams):
+    up = await upstreams()
+    up.routes["/doc"] = b'{"items": [{"k": "a\\ud800", "v": 1}, {"k": "a\\udfff", "v": 2}, {"k": "\xc3\xa9", "v": 3}]}'
+    client = await make_exporter(cfg(ITEMS_BY_KEY))
+    status, text = await probe(client, target=up.url("/doc"))
+    assert status == 200
+    got = samples(text)
+    assert got[("item_v", (("k", "a?"),))] == 1 and got[("item_v", (("k", "\xe9"),))] == 3
+    assert got[("probe_json_duplicate_samples", ())] == 1 and got[("probe_success", ())] == 1
+
+
 async def test_deep_documents_walked_by_descendant_paths(make_exporter, upstreams):
     up = await upstreams()
     up.routes["/doc"] = b'{"a":' * 500 + b'{"b": 7}' + b"}" * 500

@@ -81,13 +81,20 @@ class Extraction:
         family.samples.append(sample)
 
 
+def _utf8(value: str) -> str:
+    """`value` with any lone surrogate (valid JSON, not valid UTF-8) replaced by `?` — before the duplicate check,
+    so two such strings that render alike count as duplicates instead of giving two identical series."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _labels(
     d: MetricDef, datum: DatumInContext, errors: list[ExtractError], params: Mapping[str, str]
 ) -> tuple[tuple[str, str], ...]:
     out = []
     for name, template in d.labels:
         try:
-            out.append((name, render(template, datum, params)))
+            value = render(template, datum, params)
+            out.append((name, value if value.isascii() else _utf8(value)))
         except Missing as exc:
             # json_exporter logs and uses "" for a label whose path fails; so do we, but visibly.
             errors.append(ExtractError(d.name, "missing_path", f"{d.name}: label {name}: {exc}"))
