@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m exporter.simulator.demo
+	$(PY) -m simulator.demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator.demo import EXPORTER, SCALER, SIMULATOR
+from simulator.demo import EXPORTER, SCALER, SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_demo_serves_what_it_prints(tmp_path):
         pytest.skip(f"a `make run` seems to be running here (ports {busy} taken)")
     log = tmp_path / "make-run.log"
     with log.open("w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "exporter.simulator.demo"], cwd=ROOT, stdout=sink, stderr=sink)
+        proc = subprocess.Popen([sys.executable, "-m", "simulator.demo"], cwd=ROOT, stdout=sink, stderr=sink)
     try:
         deadline = time.monotonic() + 90
         while "Config used:" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestServer
 
-from exporter.simulator.fleet import default_fleet, horizon_url
-from exporter.simulator.server import Simulator, create_app
+from simulator.fleet import default_fleet, horizon_url
+from simulator.server import Simulator, create_app
 from external_scaler._proto import externalscaler_pb2 as pb
 from external_scaler.snapshot_source import SnapshotSource
 from tests.conftest import fixed_target

@@ -10,11 +10,11 @@ import pytest
 
 from exporter.horizon import parse_reading
 from exporter.mapping import Fixed, Pattern, map_reading
-from exporter.simulator.balance import Limits, PoolLoad, rebalance, targets
-from exporter.simulator.fleet import QUEUE_PATTERN, SUPERVISOR_PATTERN, default_fleet
-from exporter.simulator.load import CYCLE, FALL_UNTIL, RAMP_UNTIL
-from exporter.simulator.model import Fleet, HorizonSpec
-from exporter.simulator.payloads import horizon_payloads, masters_payload, stats_payload, workload_payload
+from simulator.balance import Limits, PoolLoad, rebalance, targets
+from simulator.fleet import QUEUE_PATTERN, SUPERVISOR_PATTERN, default_fleet
+from simulator.load import CYCLE, FALL_UNTIL, RAMP_UNTIL
+from simulator.model import Fleet, HorizonSpec
+from simulator.payloads import horizon_payloads, masters_payload, stats_payload, workload_payload
 
 CORE_MICROSERVICES = {"notifications", "inventory", "reports"}
 

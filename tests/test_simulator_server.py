@@ -16,10 +16,10 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import parse_config
-from exporter.simulator.cli import main
-from exporter.simulator.fleet import default_fleet
-from exporter.simulator.payloads import horizon_payloads
-from exporter.simulator.server import Simulator, create_app
+from simulator.cli import main
+from simulator.fleet import default_fleet
+from simulator.payloads import horizon_payloads
+from simulator.server import Simulator, create_app
 
 HORIZONS = ("orders", "payments", "shipping", "core")
 SEED = 7
@@ -187,7 +187,7 @@ def test_help_describes_both_topologies(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_console_script_serves_on_a_free_port() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter.simulator.cli", "--listen", "127.0.0.1:0", "--speed", "5"],
+        [sys.executable, "-m", "simulator.cli", "--listen", "127.0.0.1:0", "--speed", "5"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

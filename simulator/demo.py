@@ -21,7 +21,7 @@ from .cli import targets_text
 SIMULATOR = ("127.0.0.1", 9200)
 EXPORTER = ("127.0.0.1", 9108)
 SCALER = ("127.0.0.1", 6000)
-EXAMPLE_MODULES = Path(__file__).resolve().parents[2] / "examples" / "horizon.yml"
+EXAMPLE_MODULES = Path(__file__).resolve().parents[1] / "examples" / "horizon.yml"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -70,7 +70,7 @@ def main() -> int:
     config.write_text(config_text)
     py = sys.executable
     commands = [
-        [py, "-m", "exporter.simulator.cli", "--listen", f"{SIMULATOR[0]}:{SIMULATOR[1]}"],
+        [py, "-m", "simulator.cli", "--listen", f"{SIMULATOR[0]}:{SIMULATOR[1]}"],
         [py, "-m", "exporter", "--config", str(config), "--listen", f"{EXPORTER[0]}:{EXPORTER[1]}"],
     ]
     if with_scaler:
