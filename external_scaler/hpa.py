@@ -10,6 +10,51 @@ DEFAULT_TOLERANCE = 0.1
 _EPSILON = 1e-9
 
 
+def milli(value: float) -> int:
+    """A metric value as the milli-quantity the HPA computes with (KEDA sends `%.3f`)."""
+    return round(value * 1000)
+
+
+def replica_proposal(
+    usage: float,
+    target: float,
+    *,
+    metric_type: str = "AverageValue",
+    status_replicas: int,
+    spec_replicas: int | None = None,
+    ready: int | None = None,
+    tolerance_up: float = DEFAULT_TOLERANCE,
+    tolerance_down: float = DEFAULT_TOLERANCE,
+) -> int:
+    """The replica calculator's answer for one external metric, before any stabilization, policy or clamp.
+
+    kubernetes' `replica_calculator.go`, in milli-units: AverageValue (`GetExternalPerPodMetricReplicas`) takes
+    ratio = usage / (target × status.replicas) and, outside the tolerance, ceil(usage / target); Value
+    (`GetExternalMetricReplicas`) takes ratio = usage / target and, with spec.replicas ≠ 0 and outside the
+    tolerance, ceil(ratio × ready pods), with spec.replicas = 0 ceil(ratio). Inside the tolerance — the ratio
+    within [1 − tolerance_down, 1 + tolerance_up] — the current count stays.
+    """
+    used, per = milli(usage), milli(target)
+    if per <= 0:
+        raise ValueError(f"target: expected a value > 0, got {target!r}")
+
+    def within(ratio: float) -> bool:
+        return 1.0 - tolerance_down <= ratio <= 1.0 + tolerance_up
+
+    if metric_type == "AverageValue":
+        ratio = used / (per * status_replicas) if status_replicas else (math.inf if used else math.nan)
+        return status_replicas if within(ratio) else math.ceil(used / per)
+    if metric_type == "Value":
+        current = status_replicas if spec_replicas is None else spec_replicas
+        ratio = used / per
+        if current == 0:
+            return math.ceil(ratio)
+        if within(ratio):
+            return current
+        return math.ceil(ratio * (current if ready is None else ready))
+    raise ValueError(f"metric_type: expected AverageValue or Value, got {metric_type!r}")
+
+
 def desired_replicas(
     usage: float,
     target: float,
@@ -21,22 +66,12 @@ def desired_replicas(
     min_replicas: int = 1,
     max_replicas: int = 100,
 ) -> int:
-    """Replicas the HPA asks for, as kubernetes' replica_calculator computes them, clamped to [min, max].
-
-    AverageValue (`GetExternalPerPodMetricReplicas`): ratio = usage / (target × current); inside the tolerance
-    keep `current`, else ceil(usage / target). Value (`GetExternalMetricReplicas`): ratio = usage / target;
-    inside the tolerance keep `current`, else ceil(ratio × ready pods), or ceil(ratio) with none ready.
-    """
-    if metric_type == "AverageValue":
-        ratio = usage / (target * current) if current else math.inf
-        wanted = current if abs(1.0 - ratio) <= tolerance else math.ceil(usage / target)
-    elif metric_type == "Value":
-        ratio = usage / target
-        pods = current if ready is None else ready
-        scaled = math.ceil(ratio * pods) if pods else math.ceil(ratio)
-        wanted = current if abs(1.0 - ratio) <= tolerance else scaled
-    else:
-        raise ValueError(f"metric_type: expected AverageValue or Value, got {metric_type!r}")
+    """Replicas the HPA asks for with `current` replicas (spec and status alike), clamped to [min, max]: the
+    replica calculator's `replica_proposal` with one tolerance for both directions."""
+    wanted = replica_proposal(
+        usage, target, metric_type=metric_type, status_replicas=current, ready=ready,
+        tolerance_up=tolerance, tolerance_down=tolerance,
+    )  # fmt: skip
     return max(min_replicas, min(max_replicas, wanted))
 
 

@@ -74,3 +74,30 @@ def initial(limits: Limits, pool_names: tuple[str, ...]) -> dict[str, int]:
         share, extra = divmod(limits.max_processes, len(pool_names))
         return {p: max(limits.min_processes, share + (i < extra)) for i, p in enumerate(pool_names)}
     return dict.fromkeys(pool_names, limits.min_processes)
+
+
+def rebalance_one(limits: Limits, current: int, size: int) -> int:
+    """`rebalance` for a supervisor with a single pool (the what-if engine's pods), without building dicts.
+
+    The time share of the only pool is 1, so `auto` wants max_processes while any job is ready and
+    min_processes otherwise; tests/test_simulator_model.py checks it against `rebalance` for every input.
+    """
+    if limits.balance == "simple":
+        return current
+    if limits.balance != "auto":
+        desired = min(limits.max_processes, max(limits.min_processes, size))
+    else:
+        desired = limits.max_processes if size else limits.min_processes
+    if desired > current:
+        return min(current + min(max(0, limits.max_processes - current), limits.max_shift), desired)
+    if desired < current:
+        return max(current - min(current - limits.min_processes, limits.max_shift), limits.min_processes, desired)
+    return current
+
+
+def start_processes(limits: Limits, how: str = "max") -> int:
+    """Workers a supervisor starts with in a fresh pod: `max` as Horizon ≤ 5.29 does (`scale(maxProcesses − already
+    running)`), `midpoint` as later releases do (`floor((min + max) / 2)`)."""
+    if how == "midpoint":
+        return (limits.min_processes + limits.max_processes) // 2
+    return limits.max_processes

@@ -57,3 +57,10 @@ def unit(seed: int, key: int, tick: int) -> float:
 def noisy(value: float, seed: int, key: int, tick: int) -> float:
     """`value` scaled by a seeded factor in [1 - NOISE, 1 + NOISE)."""
     return value * (1.0 - NOISE + 2.0 * NOISE * unit(seed, key, tick))
+
+
+def black_friday_rate(
+    base: float, peak: float, t: float, *, scale: float = 1.0, delay: float = 0.0, phase: float = 0.0
+) -> float:
+    """The demo's Black-Friday curve stretched `scale` times in time (scale 24 makes its 300 s cycle two hours)."""
+    return arrival_rate(base, peak, t / scale, delay / scale, phase)

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.horizon import parse_reading
 from exporter.mapping import Fixed, Pattern, map_reading
-from simulator.balance import Limits, PoolLoad, rebalance, targets
+from simulator.balance import Limits, PoolLoad, rebalance, rebalance_one, targets
 from simulator.fleet import QUEUE_PATTERN, SUPERVISOR_PATTERN, default_fleet
 from simulator.load import CYCLE, FALL_UNTIL, RAMP_UNTIL
 from simulator.model import Fleet, HorizonSpec
@@ -271,3 +271,14 @@ def test_paused_masters_are_reported_and_stop_taking_jobs() -> None:
     stats = stats_payload(orders)
     assert stats["status"] == "paused" and stats["pausedMasters"] == 2 and stats["processes"] == 6
     assert orders.queues["default"].length > 50, "nobody works the queue while every master is paused"
+
+
+@pytest.mark.parametrize("balance", ["auto", "off", "", "simple"])
+def test_single_pool_shortcut_matches_rebalance(balance: str) -> None:
+    for lo, hi, shift in itertools.product((1, 2), (2, 5, 8), (1, 2)):
+        limits = Limits(balance, lo, hi, "time", shift)
+        for current in range(lo, hi + 1):
+            for size in (0, 1, 3, 9):
+                pools = {"q": current}
+                want = rebalance(limits, pools, {"q": PoolLoad(size, size * 2.0)})["q"]
+                assert rebalance_one(limits, current, size) == want, (limits, current, size)
