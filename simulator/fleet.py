@@ -96,3 +96,26 @@ def exporter_targets(base_url: str, specs: tuple[HorizonSpec, ...] = DEFAULT_FLE
 def target_flags(base_url: str, specs: tuple[HorizonSpec, ...] = DEFAULT_FLEET) -> list[str]:
     """`--target NAME=URL` flags for the topology-(a) Horizons (a shared Horizon needs the YAML form)."""
     return [f"--target {h.name}={horizon_url(base_url, h.name)}" for h in specs if h.dedicated]
+
+
+def whatif_microservices(scale: float = 1.0, factor: float = 1.0) -> list[dict[str, Any]]:
+    """The demo fleet as what-if microservices: each one's queues merged into one (rates summed, the mean run time
+    weighted by peak traffic), its supervisors into one (processes summed), on the same Black-Friday curve
+    stretched `scale` times and carrying `factor` times the traffic. examples/whatif/ is built from this."""
+    out = []
+    for h in DEFAULT_FLEET:
+        for ms in h.microservices:
+            if ms.name == "core":
+                continue  # the shared Horizon's own scheduler pod: no microservice of its own
+            base = sum(q.base_rate for q in ms.queues)
+            peak = sum(q.peak_rate for q in ms.queues)
+            out.append({
+                "name": ms.name,
+                "job_seconds": round(sum(q.peak_rate * q.runtime for q in ms.queues) / peak, 3),
+                "load": {"shape": "black_friday", "base": round(base * factor, 3), "peak": round(peak * factor, 3),
+                         "scale": scale, "delay": ms.ramp_delay * scale},
+                "horizon": {"min_processes": sum(s.min_processes * len(s.pools) for s in ms.supervisors),
+                            "max_processes": sum(s.max_processes for s in ms.supervisors)},
+                "initial_replicas": ms.pods,
+            })  # fmt: skip
+    return out

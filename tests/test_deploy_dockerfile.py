@@ -247,6 +247,18 @@ def test_default_command_accepts_the_deployed_config(image_venv):
     assert "config OK" in out.stdout
 
 
+def test_image_carries_none_of_the_simulators_dependencies(image_venv):
+    """horizon-whatif's engine needs only the core dependencies; its plotting extra (matplotlib) is not installed,
+    and the exporter and scaler import nothing of the simulator."""
+    site = next((image_venv / "lib").glob("python3.*/site-packages"))
+    assert not (site / "matplotlib").exists() and not list(site.glob("numpy*"))
+    out = run(image_venv, "horizon-whatif", "--help")
+    assert out.returncode == 0 and "--out DIR" in out.stdout, out.stderr
+    probe = "import sys, exporter.cli, external_scaler.cli; print(sorted(m for m in sys.modules if 'simulator' in m))"
+    out = run(image_venv, "python", "-c", probe)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_scaler_entry_point_runs_from_the_image_install(image_venv):
     if "horizon-scaler" not in console_scripts():
         pytest.skip("pyproject declares no horizon-scaler console script yet (issue 3)")

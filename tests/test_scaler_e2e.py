@@ -10,10 +10,10 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestServer
 
-from simulator.fleet import default_fleet, horizon_url
-from simulator.server import Simulator, create_app
 from external_scaler._proto import externalscaler_pb2 as pb
 from external_scaler.snapshot_source import SnapshotSource
+from simulator.fleet import default_fleet, horizon_url
+from simulator.server import Simulator, create_app
 from tests.conftest import fixed_target
 from tests.scaler_fixtures import ref, running_scaler, wait_until
 from tests.test_exporter_http import config
