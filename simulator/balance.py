@@ -101,3 +101,10 @@ def start_processes(limits: Limits, how: str = "max") -> int:
     if how == "midpoint":
         return (limits.min_processes + limits.max_processes) // 2
     return limits.max_processes
+
+
+def started(limits: Limits, pool_names: tuple[str, ...]) -> dict[str, int]:
+    """Counts of a supervisor that has just started: `scale(maxProcesses)` (Horizon ≤ 5.29) split evenly over its
+    pools, each at least min_processes."""
+    share, extra = divmod(limits.max_processes, len(pool_names))
+    return {p: max(limits.min_processes, share + (i < extra)) for i, p in enumerate(pool_names)}

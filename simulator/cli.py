@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="make a Horizon misbehave (kinds below); repeatable",
     )  # fmt: skip
     p.add_argument(
+        "--keda", metavar="HOST:PORT",
+        help="run a simulated KEDA + HPA + cluster that asks the horizon-scaler at HOST:PORT over gRPC and scales "
+        "the demo microservices' pods (masters); its state at /-/live",
+    )  # fmt: skip
+    p.add_argument(
         "--print-targets", nargs="?", const="yaml", choices=("yaml", "flags"), metavar="yaml|flags",
         help="print a horizon-exporter config for the fleet at --listen (default yaml; `flags`: the --target "
         "flags of the topology-(a) Horizons only) and exit",
@@ -129,7 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         url_host, port, args.speed, args.seed, " ".join(f"/{name}/horizon" for name in fleet.horizons),
     )  # fmt: skip
     sim = Simulator(fleet, speed=args.speed, start_at=args.start_at, faults=faults)
-    web.run_app(create_app(sim), sock=sock, print=None, access_log=None)
+    live = None
+    if args.keda:
+        try:
+            split_listen(args.keda)
+        except ValueError as exc:
+            parser.error(f"--keda: {exc}")
+        from .live import LiveLoop
+
+        def live(s: Simulator) -> LiveLoop:
+            return LiveLoop(s, args.keda, seed=args.seed)
+
+    web.run_app(create_app(sim, live), sock=sock, print=None, access_log=None)
     return 0
 
 

@@ -5,6 +5,7 @@ Each runs as its own process, exactly as it would be started in a pod; Ctrl-C (o
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import signal
@@ -50,8 +51,12 @@ def _wait_http(url: str, seconds: float, procs: list[subprocess.Popen[bytes]]) -
     return False
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Start the three processes, print how to look at them, and wait."""
+    parser = argparse.ArgumentParser(prog="python -m simulator.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
+    parser.add_argument("--start-at", type=float, default=0.0, help="simulated second to begin at (default 0)")
+    args = parser.parse_args(argv)
     want = [("simulator", SIMULATOR), ("exporter", EXPORTER)]
     with_scaler = importlib.util.find_spec("external_scaler.cli") is not None
     if with_scaler:
@@ -69,8 +74,12 @@ def main() -> int:
         config_text += f"# modules for /probe, from {EXAMPLE_MODULES}\n" + EXAMPLE_MODULES.read_text()
     config.write_text(config_text)
     py = sys.executable
+    simulator = [py, "-m", "simulator.cli", "--listen", f"{SIMULATOR[0]}:{SIMULATOR[1]}", "--speed",
+                 str(args.speed), "--start-at", str(args.start_at)]  # fmt: skip
+    if with_scaler:  # the simulated KEDA + HPA + cluster scales the demo's pods through the real scaler
+        simulator += ["--keda", f"{SCALER[0]}:{SCALER[1]}"]
     commands = [
-        [py, "-m", "simulator.cli", "--listen", f"{SIMULATOR[0]}:{SIMULATOR[1]}"],
+        simulator,
         [py, "-m", "exporter", "--config", str(config), "--listen", f"{EXPORTER[0]}:{EXPORTER[1]}"],
     ]
     if with_scaler:
@@ -114,6 +123,12 @@ def main() -> int:
             + (
                 f"  {py} -m external_scaler.watch --scaler {SCALER[0]}:{SCALER[1]} orders"
                 "      # live KEDA decisions for orders\n"
+                if with_scaler
+                else ""
+            )
+            + (
+                f"  curl -s {sim_url}/-/live | python3 -m json.tool      # simulated KEDA/HPA: replicas, pods, "
+                "time to scale\n"
                 if with_scaler
                 else ""
             )

@@ -119,3 +119,25 @@ def whatif_microservices(scale: float = 1.0, factor: float = 1.0) -> list[dict[s
                 "initial_replicas": ms.pods,
             })  # fmt: skip
     return out
+
+
+DEMO_MAX_REPLICAS = 8
+DEMO_SCALE_DOWN_WINDOW = 60
+
+
+def demo_scaling(ms: MicroserviceSpec) -> dict[str, Any]:
+    """How `make run`'s simulated KEDA scales one demo microservice (the live loop and examples/whatif/demo.yml):
+    one more pod each time the processes reach another pod's maxProcesses (thresholdMode reached), and a
+    scale-down stabilization of 60 s instead of 300 s so the pods come back within the demo's 300 s cycle."""
+    return {
+        "min_replicas": ms.pods,
+        "max_replicas": DEMO_MAX_REPLICAS,
+        "threshold": sum(s.max_processes for s in ms.supervisors),
+        "threshold_mode": "reached",
+        "behavior": {"scale_down": {"stabilization_window_seconds": DEMO_SCALE_DOWN_WINDOW}},
+    }
+
+
+def demo_microservices() -> list[MicroserviceSpec]:
+    """The demo microservices the live loop scales (the shared Horizon's own `core` pod is not one)."""
+    return [ms for h in DEFAULT_FLEET for ms in h.microservices if ms.name != "core"]

@@ -316,13 +316,17 @@ class HPA:
                                             self.scale_up_limit_factor)  # fmt: skip
         else:
             b = self.behavior
-            stabilized = stabilize_with_behaviors(
-                self.recommendations, now, current, desired, b.up.window or 0.0, b.down.window or 0.0
-            )
+            stabilized = self._stabilize(now, current, desired)
             final, why = convert_with_behavior_rate(
                 current, stabilized, self.min_replicas, self.max_replicas, b, self.up_events, self.down_events, now
             )
         return self._apply(now, current, proposal, stabilized, final, why)
+
+    def _stabilize(self, now: float, current: int, desired: int) -> int:
+        b = self.behavior
+        assert b is not None and self.recommendations is not None
+        return stabilize_with_behaviors(self.recommendations, now, current, desired, b.up.window or 0.0,
+                                        b.down.window or 0.0)  # fmt: skip
 
     def _apply(self, now: float, current: int, proposal: int | None, stabilized: int | None, desired: int, why: str):
         rescale = desired != current

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .balance import Limits, PoolLoad, initial, rebalance
+from .balance import Limits, PoolLoad, initial, rebalance, started
 from .load import arrival_rate, noisy, stable_id
 
 CONNECTION = "redis"
@@ -201,6 +201,21 @@ _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' pod-name suffix al
 _RANDOM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"  # Str::random
 
 
+def _new_master(ms: MicroserviceSpec, rng: random.Random, template: str, phase: int, fresh: bool) -> Master:
+    """One master (pod) of `ms`: a pod name after Kubernetes' and Horizon's patterns, its supervisors at their
+    idle counts (`fresh`: as just started, `scale(maxProcesses)` split over the pools — Horizon ≤ 5.29)."""
+    name = "-".join((
+        f"{ms.name}-horizon", template, "".join(rng.choices(_HASH_ALPHABET, k=5)),
+        "".join(rng.choices(_RANDOM_ALPHABET, k=4)),
+    ))  # fmt: skip
+    pid = rng.randint(7, 40)
+    sups = []
+    for i, s in enumerate(ms.supervisors):
+        pools = started(s.limits, s.pools) if fresh else initial(s.limits, s.pools)
+        sups.append(Supervisor(s, f"{name}:{s.key}", pid + 10 + 4 * i, pools, phase + i))
+    return Master(name, ms.name, pid, sups, ms.placeholders)
+
+
 def _build(spec: HorizonSpec, seed: int) -> HorizonState:
     queues: dict[str, QueueState] = {}
     masters: list[Master] = []
@@ -217,16 +232,7 @@ def _build(spec: HorizonSpec, seed: int) -> HorizonState:
                 raise ValueError(f"{ms.name}:{s.key}: unknown queues {sorted(unknown)} or bad min/max processes")
         template = "".join(rng.choices(_HASH_ALPHABET, k=rng.choice((5, 9, 10))))
         for pod in range(ms.pods):
-            name = "-".join((
-                f"{ms.name}-horizon", template, "".join(rng.choices(_HASH_ALPHABET, k=5)),
-                "".join(rng.choices(_RANDOM_ALPHABET, k=4)),
-            ))  # fmt: skip
-            pid = rng.randint(7, 40)
-            sups = []
-            for i, s in enumerate(ms.supervisors):
-                pools = initial(s.limits, s.pools)
-                sups.append(Supervisor(s, f"{name}:{s.key}", pid + 10 + 4 * i, pools, pod + i))
-            masters.append(Master(name, ms.name, pid, sups, ms.placeholders))
+            masters.append(_new_master(ms, rng, template, pod, fresh=False))
     return HorizonState(spec, masters, queues)
 
 
@@ -241,6 +247,7 @@ class Fleet:
         self.specs = tuple(specs)
         self.horizons = {h.name: _build(h, seed) for h in specs}
         self.time = 0  # whole simulated seconds done
+        self._started = 0  # masters added since t = 0 (names stay deterministic)
 
     def horizon(self, name: str) -> HorizonState:
         return self.horizons[name]
@@ -255,6 +262,27 @@ class Fleet:
     def processes(self) -> dict[str, int]:
         """Workers per microservice over the whole fleet."""
         return {ms: h.processes(ms) for h in self.horizons.values() for ms in h.microservices}
+
+    def masters(self, microservice: str) -> list[str]:
+        """Names of the microservice's masters (pods), oldest first."""
+        return [m.name for m in self.horizon_of(microservice).masters if m.microservice == microservice]
+
+    def add_master(self, microservice: str) -> str:
+        """A new pod of `microservice` has started Horizon: its supervisors begin near maxProcesses."""
+        h = self.horizon_of(microservice)
+        spec = next(ms for ms in h.spec.microservices if ms.name == microservice)
+        self._started += 1
+        rng = random.Random(f"{self.seed}:{microservice}:pod:{self._started}")
+        siblings = [m for m in h.masters if m.microservice == microservice]
+        template = siblings[0].name.split("-")[-3] if siblings else "".join(rng.choices(_HASH_ALPHABET, k=9))
+        master = _new_master(spec, rng, template, self.time + self._started, fresh=True)
+        h.masters.append(master)
+        return master.name
+
+    def remove_master(self, microservice: str, name: str) -> None:
+        """A pod of `microservice` is gone (scaled down, evicted): its master leaves the API at once."""
+        h = self.horizon_of(microservice)
+        h.masters = [m for m in h.masters if m.name != name]
 
     def advance(self, t: float) -> None:
         """Run every whole second up to `t`; the result depends on `t` only, not on how calls split it."""

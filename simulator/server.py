@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,13 +127,17 @@ async def _index(request: web.Request) -> web.Response:
         f"horizon-simulator: t={sim.fleet.time}s, speed {sim.speed:g}x, seed {sim.fleet.seed}",
         "Horizon base URLs (each serves /api/stats, /api/workload, /api/masters):",
     ]
+    loop = request.app.get(LOOP)
+    if loop is not None:
+        lines.insert(1, f"simulated KEDA + HPA + cluster scaling pods through the scaler: {base}/-/live")
     for h in sim.fleet.horizons.values():
         kind = "topology (a)" if h.spec.dedicated else "topology (b), shared"
         fault = f"  [fault: {sim.faults[h.name]}]" if h.name in sim.faults else ""
         lines.append(f"  {base}/{h.name}/horizon    {kind}{fault}")
         for ms in h.microservices:
             down = "  [fault: down]" if sim.faults.get(ms) == "down" else ""
-            lines.append(f"      {ms}: processes {h.processes(ms)}{down}")
+            pods = sum(1 for m in h.masters if m.microservice == ms)
+            lines.append(f"      {ms}: processes {h.processes(ms)}, pods {pods}{down}")
     return web.Response(text="\n".join(lines) + "\n")
 
 
@@ -152,13 +157,51 @@ async def _advance_in_background(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def create_app(sim: Simulator) -> web.Application:
-    """The aiohttp application serving every Horizon of `sim.fleet`; the model advances with `sim`'s clock."""
+LOOP = web.AppKey("live_loop", object)
+
+
+async def _live(request: web.Request) -> web.Response:
+    loop = request.app.get(LOOP)
+    if loop is None:
+        raise web.HTTPNotFound(text="no simulated KEDA here: start horizon-simulator with --keda HOST:PORT\n")
+    request.app[SIMULATOR].sync()
+    return web.json_response(loop.status())  # type: ignore[attr-defined]
+
+
+def _run_loop_in_background(factory: Callable[[Simulator], Any]) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        loop = factory(app[SIMULATOR])
+        app[LOOP] = loop
+        task = asyncio.create_task(loop.run(), name="live-loop")
+
+        def report(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log = logging.getLogger("horizon_keda.simulator.live")
+                log.error("the live loop stopped", exc_info=done.exception())
+
+        task.add_done_callback(report)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+def create_app(sim: Simulator, live: Callable[[Simulator], Any] | None = None) -> web.Application:
+    """The aiohttp application serving every Horizon of `sim.fleet`; the model advances with `sim`'s clock.
+
+    `live`, when given, builds the closed loop (simulator.live.LiveLoop) that scales the fleet's pods; it runs
+    beside the server and `/-/live` shows its state.
+    """
     for name, kind in sim.faults.items():
         check_fault(sim.fleet, name, kind)
     app = web.Application()
     app[SIMULATOR] = sim
     app.cleanup_ctx.append(_advance_in_background)
+    if live is not None:
+        app.cleanup_ctx.append(_run_loop_in_background(live))
+    app.router.add_get("/-/live", _live)
     app.router.add_get("/", _index)
     app.router.add_get("/{horizon}/horizon/api/{endpoint:stats|workload|masters}", _api)
     app.router.add_get("/{horizon}/horizon{tail:(/.*)?}", _catch_all)

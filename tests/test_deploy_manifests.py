@@ -587,3 +587,25 @@ def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
     }  # fmt: skip
     assert egress_namespaces == {"kube-system", "laravel"}
     assert one(objs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+# --- headroom ---------------------------------------------------------------------------------------------
+
+
+def test_headroom_renders_valid_placeholders_that_real_pods_preempt():
+    out = subprocess.run([require_binary("kubectl"), "kustomize", str(DEPLOY / "headroom")], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    objs = tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "Namespace", "PriorityClass"]
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    priority = one(objs, "PriorityClass")
+    assert priority["value"] == -10, "the lowest priority that still makes the cluster autoscaler add a node"
+    assert priority["globalDefault"] is False
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == priority["metadata"]["name"]
+    assert pod["terminationGracePeriodSeconds"] == 0, "preempted placeholders must free the room at once"
+    (container,) = pod["containers"]
+    assert container["resources"]["requests"]["cpu"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert pod["securityContext"]["runAsNonRoot"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -37,8 +38,9 @@ def test_demo_serves_what_it_prints(tmp_path):
             pytest.fail(f"ports of `make run` are taken under CI: {busy}")
         pytest.skip(f"a `make run` seems to be running here (ports {busy} taken)")
     log = tmp_path / "make-run.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "simulator.demo"], cwd=ROOT, stdout=sink, stderr=sink)
+    with log.open("w") as sink:  # a little faster than `make run`, from just before the sale's peak
+        proc = subprocess.Popen([sys.executable, "-m", "simulator.demo", "--speed", "3", "--start-at", "40"], cwd=ROOT,
+                                stdout=sink, stderr=sink)  # fmt: skip
     try:
         deadline = time.monotonic() + 90
         while "Config used:" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
@@ -55,6 +57,27 @@ def test_demo_serves_what_it_prints(tmp_path):
         assert probed["probe_success"].samples[0].value == 1
         assert probed["horizon_microservice_processes"].samples[0].labels == {"microservice": "orders"}
         assert _busy(*SCALER), "the scaler is not listening"
+        live_cmd = re.search(r"curl -s (\S+/-/live)", text)
+        assert live_cmd, text
+        # The simulated KEDA + HPA asks the real scaler and multiplies the busy microservices' pods (masters).
+        start = json.loads(_get(live_cmd.group(1)))["microservices"]
+        deadline = time.monotonic() + 60
+        grown: dict[str, int] = {}
+        while time.monotonic() < deadline and not grown:
+            time.sleep(1)
+            now = json.loads(_get(live_cmd.group(1)))["microservices"]
+            grown = {ms: s["ready"] for ms, s in now.items() if s["ready"] > start[ms]["ready"]}
+        assert grown, f"no microservice scaled up: {now}"
+        ms, ready = next(iter(grown.items()))
+        assert now[ms]["last_hpa"]["value"] is not None and now[ms]["stream"] == "active"
+        seen = 0
+        deadline = time.monotonic() + 15
+        while seen < ready and time.monotonic() < deadline:  # the exporter's next poll shows the new master
+            snapshot = json.loads(_get(f"http://localhost:{EXPORTER[1]}/api/v1/snapshot"))
+            seen = snapshot["targets"][snapshot["microservices"][ms]["target"]]["masters"]["running"]
+            time.sleep(0.5)
+        assert seen >= ready, f"the exporter sees {seen} masters of {ms}, the loop made {ready} ready"
+        assert "HPA scales" in log.read_text(), "the loop logs its decisions"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

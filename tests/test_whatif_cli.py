@@ -140,3 +140,18 @@ def test_set_overrides_a_nested_key(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "oracle" in out and "seed" not in out
     assert re.search(r"oracle\s+orders.*\s2\s+\+", out), out
+
+
+def test_demo_is_make_runs_live_loop():
+    """examples/whatif/demo.yml is the live demo (fleet, scaling, behavior) that bench/whatif_calibration.py runs."""
+    from simulator.fleet import demo_microservices, demo_scaling
+
+    doc = yaml.safe_load((EXAMPLES / "demo.yml").read_text())
+    fleet = {m["name"]: m for m in whatif_microservices(scale=1, factor=1)}
+    specs = {m.name: m for m in demo_microservices()}
+    assert [m["name"] for m in doc["microservices"]] == list(fleet) == list(specs)
+    for m in doc["microservices"]:
+        want = fleet[m["name"]]
+        assert m["scaling"] == demo_scaling(specs[m["name"]])
+        assert m["horizon"] == {**want["horizon"], "worker_sleep": 0}
+        assert m["job_seconds"] == want["job_seconds"] and m["load"]["peak"] == pytest.approx(want["load"]["peak"])

@@ -193,3 +193,16 @@ def test_draw_jobs_follows_the_load_curve():
     busy = sum(1 for a in jobs.arrivals if 300 <= a < 1200) / 900
     assert quiet == pytest.approx(2, rel=0.15) and busy == pytest.approx(20, rel=0.05)
     assert sum(jobs.durations) / len(jobs.durations) == pytest.approx(1.0, rel=0.05)
+
+
+def test_the_oracles_fast_stabilization_decides_exactly_as_the_controllers(monkeypatch):
+    import simulator.whatif.engine as engine
+
+    s = scenario(pipelines=["oracle"])
+    jobs = draw_jobs(s)
+    fast = simulate(s, jobs)[0]
+    monkeypatch.setattr(engine, "OracleHPA", hpa.HPA)
+    plain = simulate(s, jobs)[0]
+    assert [(x.desired, x.ready) for x in fast.services["orders"].samples] == [
+        (x.desired, x.ready) for x in plain.services["orders"].samples
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +30,31 @@ from .pool import Pool
 from .scenario import MicroserviceSpec, PipelineSpec, Scenario
 
 ORACLE_BEHAVIOR_UP = hpa.Rules(window=0.0, select="Max", policies=(hpa.Policy("Pods", 1_000_000, 1),))
+
+
+class OracleHPA(hpa.HPA):
+    """The oracle's controller: `stabilize_with_behaviors` with a scale-up window of 0, which leaves the highest
+    recommendation of the scale-down window; kept in a monotonic deque, because the oracle reconciles every second
+    (the controller's list would hold a recommendation per second of the window)."""
+
+    def _stabilize(self, now: float, current: int, desired: int) -> int:
+        window = self.__dict__.get("_window")
+        if window is None:  # seeded with what the controller recorded so far (its initial recommendation)
+            window = self.__dict__["_window"] = deque()
+            for rec in self.recommendations or ():
+                while window and window[-1][1] <= rec.replicas:
+                    window.pop()
+                window.append((rec.t, rec.replicas))
+        assert self.behavior is not None
+        cut = now - (self.behavior.down.window or 0.0)
+        while window and window[0][0] <= cut:
+            window.popleft()
+        down = max(desired, window[0][1]) if window else desired
+        while window and window[-1][1] <= desired:
+            window.pop()
+        window.append((now, desired))
+        recommendation = max(current, desired)  # up: the up window is 0, so only this proposal
+        return min(recommendation, down)
 
 
 @dataclass(slots=True)
@@ -83,6 +109,7 @@ class ServiceResult:
     waits: Any
     queued_waits: list[float]
     time_to_scale: list[float]
+    abandoned_episodes: int
     first_episode_open: float | None
     pod_seconds: float
     scale_ups: int
@@ -129,8 +156,9 @@ class Service:
             down = behavior.down if behavior else hpa.scale_down_rules(None, kube.downscale_stabilization)
             up_tolerance = behavior.up.tolerance if behavior else None
             behavior = hpa.Behavior(replace(ORACLE_BEHAVIOR_UP, tolerance=up_tolerance), down)
-        self.hpa = hpa.HPA(self.so.hpa_min_replicas, s.max_replicas, behavior, world.scenario.kubernetes.tolerance,
-                           world.scenario.kubernetes.downscale_stabilization)  # fmt: skip
+        controller = OracleHPA if pipe.kind == "oracle" else hpa.HPA
+        self.hpa = controller(self.so.hpa_min_replicas, s.max_replicas, behavior, world.scenario.kubernetes.tolerance,
+                              world.scenario.kubernetes.downscale_stabilization)  # fmt: skip
         phases = stream(world.scenario.seed, spec.name, "phases")
         self.phase = {k: phases.random() for k in ("hpa", "keda", "view", "pods")}
         self.view: View = make_view(pipe, s, self.phase["view"])
@@ -152,6 +180,10 @@ class Service:
         self.episode_start: float | None = None
         self.episode_base = 0
         self.time_to_scale: list[float] = []
+        self.abandoned = 0
+        self._need_key: tuple[float, int] | None = None
+        self._need = 0
+        self._due: list[list[int]] = [[] for _ in range(spec.horizon.balance_cooldown)]  # pods by balance phase
         self.arrival_index = 0
         self.samples: list[Sample] = []
 
@@ -175,15 +207,23 @@ class Service:
         """Replicas the true value asks for with the ready pods there are (the yardstick of time to scale)."""
         s = self.spec.scaling
         value = self.truth(t)
-        rep = report(value, s.threshold, s.threshold_mode)
         ready = self.ready
+        key = (value, ready)
+        if key == self._need_key:
+            return self._need
         if ready == 0:
-            return max(1, self.so.hpa_min_replicas) if value > s.activation_threshold else 0
-        wanted = replica_proposal(metric_quantity(rep.value), rep.target, metric_type=s.metric_type,
-                                  status_replicas=ready, ready=ready)  # fmt: skip
-        return max(self.so.hpa_min_replicas, min(s.max_replicas, wanted))
+            need = max(1, self.so.hpa_min_replicas) if value > s.activation_threshold else 0
+        else:
+            rep = report(value, s.threshold, s.threshold_mode)
+            wanted = replica_proposal(metric_quantity(rep.value), rep.target, metric_type=s.metric_type,
+                                      status_replicas=ready, ready=ready)  # fmt: skip
+            need = max(self.so.hpa_min_replicas, min(s.max_replicas, wanted))
+        self._need_key, self._need = key, need
+        return need
 
     def track_episode(self, t: float) -> None:
+        """A scale-up episode: from the first instant the true value asks for more replicas than are ready until
+        one more is ready; one whose need vanishes before that (a momentary peak) is dropped, not counted."""
         if self.episode_start is None:
             if self.need(t) > self.ready:
                 self.episode_start, self.episode_base = t, self.ready
@@ -192,6 +232,9 @@ class Service:
             self.episode_start = None
             if self.need(t) > self.ready:
                 self.episode_start, self.episode_base = t, self.ready
+        elif self.need(t) <= self.ready:
+            self.episode_start = None
+            self.abandoned += 1
 
     # -- pods ------------------------------------------------------------------------------------------------
 
@@ -227,6 +270,7 @@ class Service:
         n = start_processes(self.limits, self.spec.horizon.start)
         self.processes[pod.uid] = n
         self.ready_tick[pod.uid] = math.ceil(t)
+        self._due[math.ceil(t) % len(self._due)].append(pod.uid)
         self.total_processes += n
         self.pool.set_workers(self.total_processes, t)
         self.max_ready = max(self.max_ready, self.ready)
@@ -234,17 +278,24 @@ class Service:
 
     def pod_gone(self, pod: Pod, t: float) -> None:
         n = self.processes.pop(pod.uid, None)
-        self.ready_tick.pop(pod.uid, None)
+        tick = self.ready_tick.pop(pod.uid, None)
+        if tick is not None:
+            self._due[tick % len(self._due)].remove(pod.uid)
         if n is not None:
             self.total_processes -= n
             self.pool.set_workers(self.total_processes, t)  # busy workers finish their job first
 
     def balance(self, t: int) -> None:
-        cooldown = self.spec.horizon.balance_cooldown
+        """Each ready pod's supervisor balances every balance_cooldown seconds from its own start."""
+        due = self._due[t % len(self._due)]
+        if not due:
+            return
         size = self.pool.length
         changed = False
-        for uid, current in self.processes.items():
-            if (t - self.ready_tick[uid]) % cooldown == 0 and t > self.ready_tick[uid]:
+        processes = self.processes
+        for uid in due:
+            current = processes.get(uid)
+            if current is not None and t > self.ready_tick[uid]:
                 new = rebalance_one(self.limits, current, size)
                 if new != current:
                     self.processes[uid] = new
@@ -357,6 +408,7 @@ class Service:
         queued_waits = [end - pool.arrivals[j] for j in pool.queue]
         return ServiceResult(
             name=self.name, waits=pool.waits, queued_waits=queued_waits, time_to_scale=self.time_to_scale,
+            abandoned_episodes=self.abandoned,
             first_episode_open=None if self.episode_start is None else end - self.episode_start,
             pod_seconds=self.pod_seconds, scale_ups=self.scale_ups, scale_downs=self.scale_downs,
             max_replicas=self.max_replicas, max_ready=self.max_ready, arrived=pool.next_job, done=pool.done,
@@ -393,6 +445,7 @@ class World:
                 if self.cluster.place_initial(pod, 0.0):
                     svc.processes[pod.uid] = svc.spec.horizon.min_processes
                     svc.ready_tick[pod.uid] = 0
+                    svc._due[0].append(pod.uid)
                     svc.total_processes += svc.spec.horizon.min_processes
             svc.pool.set_workers(svc.total_processes, 0.0)
             svc.max_replicas = svc.replicas

@@ -77,7 +77,8 @@ def table(summary: dict[str, Any]) -> str:
             for w in f["warnings"]:
                 notes.setdefault((ms, w), []).append(name)
         slo = None if p["slo_attainment"] is None else p["slo_attainment"] * 100
-        rows.append((name, f"all ({_fmt(p['node_minutes'])} node·min)", "", _fmt(p["wait_p95_seconds"], " s", 1),
+        tts = f"median {_fmt(p['time_to_scale_median_seconds'], ' s')} / {_fmt(p['time_to_scale_mean_seconds'], ' s')}"
+        rows.append((name, f"all ({_fmt(p['node_minutes'])} node·min)", tts, _fmt(p["wait_p95_seconds"], " s", 1),
                      _fmt(slo, " %", 1), _fmt(p["pod_minutes"]), "", ""))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))

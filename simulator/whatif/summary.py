@@ -37,6 +37,7 @@ def service_figures(s: ServiceResult, slo: float) -> dict[str, Any]:
         "time_to_scale_mean_seconds": _r(sum(episodes) / len(episodes)) if episodes else None,
         "time_to_scale_max_seconds": _r(max(episodes)) if episodes else None,
         "scale_episodes": len(episodes),
+        "passing_peaks": s.abandoned_episodes,
         "unresolved_episode_seconds": _r(s.first_episode_open),
         "wait_p50_seconds": _r(percentile(waits, 50)),
         "wait_p95_seconds": _r(percentile(waits, 95)),
@@ -68,7 +69,9 @@ def summarize(scenario: Scenario, results: Sequence[PipelineResult]) -> dict[str
         totals = {"arrived": 0, "done": 0, "running_at_end": 0, "queued_at_end": 0}
         all_waits: list[float] = []
         within = decided = 0
+        episodes: list[float] = []
         for name, s in res.services.items():
+            episodes.extend(s.time_to_scale)
             fig = service_figures(s, scenario.slo_wait_seconds)
             fig["warnings"] = warnings(specs[name], pipes[res.name], scenario.kubernetes.tolerance)
             services[name] = fig
@@ -83,6 +86,9 @@ def summarize(scenario: Scenario, results: Sequence[PipelineResult]) -> dict[str
         out["pipelines"][res.name] = {
             "kind": res.kind,
             "node_minutes": _r(res.node_seconds / 60, 2),
+            "time_to_scale_mean_seconds": _r(sum(episodes) / len(episodes)) if episodes else None,
+            "time_to_scale_median_seconds": _r(percentile(sorted(episodes), 50)),
+            "scale_episodes": len(episodes),
             "pod_minutes": _r(sum(f["pod_minutes"] for f in services.values()), 2),
             "wait_p95_seconds": _r(percentile(all_waits, 95)),
             "slo_attainment": _r(within / decided, 5) if decided else None,

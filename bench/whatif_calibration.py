@@ -1,0 +1,114 @@
+"""Calibration: the live loop of `make run` (simulated KEDA + HPA + cluster against the real horizon-scaler) and the
+what-if engine on the same scenario (examples/whatif/demo.yml, push path) — does the engine's time to scale agree?
+
+Starts the real console scripts on loopback — horizon-simulator --keda at an accelerated --speed, horizon-exporter
+polling at 1/speed s (one simulated second), horizon-scaler — lets them run `--seconds` simulated seconds, reads the
+live loop's episodes from /-/live, runs the engine over the same seconds, and prints both and their ratio.
+
+    .venv/bin/python bench/whatif_calibration.py [--speed 5] [--seconds 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from simulator.cli import targets_text  # noqa: E402
+from simulator.whatif.engine import simulate  # noqa: E402
+from simulator.whatif.scenario import load_scenario  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+def live_episodes(speed: float, seconds: float) -> tuple[dict[str, list[float]], float]:
+    sim_port, exp_port, scaler_port = free_port(), free_port(), free_port()
+    work = Path(tempfile.mkdtemp(prefix="whatif-calibration-"))
+    config = work / "exporter.yml"
+    config.write_text(targets_text(f"http://127.0.0.1:{sim_port}"))
+    procs = [
+        subprocess.Popen([str(BIN / "horizon-simulator"), "--listen", f"127.0.0.1:{sim_port}", "--speed", str(speed),
+                          "--keda", f"127.0.0.1:{scaler_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([str(BIN / "horizon-exporter"), "--config", str(config), "--listen", f"127.0.0.1:{exp_port}",
+                          "--poll-interval", str(1 / speed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([str(BIN / "horizon-scaler"), "--listen", f"127.0.0.1:{scaler_port}", "--exporter",
+                          f"http://127.0.0.1:{exp_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + seconds / speed + 60
+        status: dict = {}
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit("a process exited early")
+            try:
+                status = get(f"http://127.0.0.1:{sim_port}/-/live")
+            except OSError:
+                continue
+            if status["t"] >= seconds:
+                break
+        return {k: v["time_to_scale_seconds"] for k, v in status["microservices"].items()}, status["t"]
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=20)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=900.0)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    live, reached = live_episodes(args.speed, args.seconds)
+    scenario = load_scenario(ROOT / "examples" / "whatif" / "demo.yml")
+    from dataclasses import replace
+
+    scenario = replace(scenario, duration=int(reached), pipelines=tuple(p for p in scenario.pipelines
+                                                                         if p.kind == "push"))  # fmt: skip
+    results = simulate(scenario)
+    engine = {name: svc.time_to_scale for name, svc in results[0].services.items()}
+    print(f"live loop at speed {args.speed:g} for {reached:.0f} simulated s vs the engine on examples/whatif/demo.yml")
+    print(f"{'microservice':<15}{'live episodes':>15}{'engine episodes':>17}")
+    for name in engine:
+        print(f"{name:<15}{len(live.get(name, [])):>15}{len(engine[name]):>17}")
+    all_live = [x for v in live.values() for x in v]
+    all_engine = [x for v in engine.values() for x in v]
+    if not all_live or not all_engine:
+        print("no scale-up episode on one side: run longer (--seconds)")
+        return 1
+    ratios = {}
+    for label, fn in (("median", statistics.median), ("mean", statistics.fmean)):
+        a, b = fn(all_live), fn(all_engine)
+        ratios[label] = b / a
+        print(f"time to scale, {label} over all episodes: live {a:.1f} s, engine {b:.1f} s, engine/live {b / a:.2f}")
+    ok = abs(1 - ratios["median"]) <= 0.2
+    print(f"VERDICT: {'PASS' if ok else 'FAIL'} — engine/live {ratios['median']:.2f} on the median (goal: within 20 %)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
