@@ -88,6 +88,7 @@ def summarize(scenario: Scenario, results: Sequence[PipelineResult]) -> dict[str
             "node_minutes": _r(res.node_seconds / 60, 2),
             "time_to_scale_mean_seconds": _r(sum(episodes) / len(episodes)) if episodes else None,
             "time_to_scale_median_seconds": _r(percentile(sorted(episodes), 50)),
+            "time_to_scale_p75_seconds": _r(percentile(sorted(episodes), 75)),
             "scale_episodes": len(episodes),
             "pod_minutes": _r(sum(f["pod_minutes"] for f in services.values()), 2),
             "wait_p95_seconds": _r(percentile(all_waits, 95)),
