@@ -165,6 +165,17 @@ def replicas_change_per_period(period: float, events: list[ScaleEvent], now: flo
     return sum(e.change for e in events if e.t > cutoff)
 
 
+def period_start(
+    current: int, policy: Policy, up_events: list[ScaleEvent], down_events: list[ScaleEvent], now: float
+) -> int:
+    """Replicas at the start of the policy's period: current − added + removed within it."""
+    return (
+        current
+        - replicas_change_per_period(policy.period, up_events, now)
+        + replicas_change_per_period(policy.period, down_events, now)
+    )
+
+
 def scale_up_limit_with_rules(
     current: int, up_events: list[ScaleEvent], down_events: list[ScaleEvent], rules: Rules, now: float
 ) -> int:
@@ -175,11 +186,7 @@ def scale_up_limit_with_rules(
     pick, result = (min, _INT32_MAX) if rules.select == "Min" else (max, _INT32_MIN)
     proposed = 0
     for p in rules.policies or ():
-        start = (
-            current
-            - replicas_change_per_period(p.period, up_events, now)
-            + replicas_change_per_period(p.period, down_events, now)
-        )
+        start = period_start(current, p, up_events, down_events, now)
         if p.type == "Pods":
             proposed = start + p.value
         elif p.type == "Percent":
@@ -198,11 +205,7 @@ def scale_down_limit_with_rules(
     pick, result = (max, _INT32_MIN) if rules.select == "Min" else (min, _INT32_MAX)
     proposed = 0
     for p in rules.policies or ():
-        start = (
-            current
-            - replicas_change_per_period(p.period, up_events, now)
-            + replicas_change_per_period(p.period, down_events, now)
-        )
+        start = period_start(current, p, up_events, down_events, now)
         if p.type == "Pods":
             proposed = start - p.value
         elif p.type == "Percent":

@@ -110,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(args: argparse.Namespace) -> Any:
-    from .loads import LoadSpec  # noqa: F401 - documented type of the history hooks below
-
+    """The scenario as the flags shape it: `--set` on the document, then `--load-csv` / `--load-prometheus`."""
     path = resolve(args.scenario)
     try:
         doc = yaml.safe_load(path.read_text())

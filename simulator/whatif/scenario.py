@@ -6,7 +6,7 @@ docs/whatif.md documents every key, its default and its source.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -218,11 +218,17 @@ def _int(m: _Map, key: str, default: int | None, *, minimum: int = 0) -> int | N
     return value
 
 
-def _choice(m: _Map, key: str, default: str, choices: tuple[str, ...]) -> str:
+def _choice(m: _Map, key: str, default: Any, choices: tuple[Any, ...]) -> Any:
     value = m.take(key, default)
     if value not in choices:
-        raise ScenarioError(f"{m.at(key)}: expected one of {', '.join(choices)}, got {value!r}")
+        expected = ", ".join(str(c) for c in choices if c is not None)
+        raise ScenarioError(f"{m.at(key)}: expected one of {expected}, got {value!r}")
     return value
+
+
+def _optional_number(m: _Map, key: str, *, minimum: float) -> float | None:
+    """A number ≥ `minimum`, or None when the key is absent (the pipeline then follows the microservice)."""
+    return None if m.data.get(key) is None else _number(m, key, minimum, minimum=minimum)
 
 
 def _bool(m: _Map, key: str, default: bool | None) -> bool | None:
@@ -444,14 +450,10 @@ def _pipeline(name: str, raw: Any, path: str) -> PipelineSpec:
         max_staleness=_number(m, "max_staleness", 10.0, positive=True),
         push_delay=_number(m, "push_delay", 0.05),
         hpa_sync=_number(m, "hpa_sync_seconds", hpa.SYNC_PERIOD, positive=True),
-        threshold_mode=None if m.data.get("threshold_mode") is None else _choice(m, "threshold_mode", "", MODES),
-        polling_interval=(
-            None if m.data.get("polling_interval") is None else _number(m, "polling_interval", 30, minimum=1)
-        ),
+        threshold_mode=_choice(m, "threshold_mode", None, (None, *MODES)),
+        polling_interval=_optional_number(m, "polling_interval", minimum=1),
         use_cached_metrics=_bool(m, "use_cached_metrics", None),
     )  # fmt: skip
-    m.take("threshold_mode")
-    m.take("polling_interval")
     m.done()
     return spec
 
@@ -533,17 +535,12 @@ def parse_scenario(data: Any, name: str = "scenario", base_dir: Path = Path(".")
     return scenario
 
 
-def load_scenario(path: Path, rate_hook: Callable[[MicroserviceSpec], LoadSpec] | None = None) -> Scenario:
-    """Read a scenario file; `rate_hook` may replace every microservice's load (the CLI's history options)."""
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario file."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
-    scenario = parse_scenario(data, path.stem, path.resolve().parent)
-    if rate_hook is not None:
-        scenario = replace(
-            scenario, microservices=tuple(replace(ms, load=rate_hook(ms)) for ms in scenario.microservices)
-        )
-    return scenario
+    return parse_scenario(data, path.stem, path.resolve().parent)
