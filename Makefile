@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/scaler_getmetrics.py
 	$(PY) bench/scaler_push.py
 	$(PY) bench/whatif_speed.py
-	$(PY) bench/whatif_calibration.py --speed 10 --seconds 3600
+	$(PY) bench/whatif_calibration.py
 
 # Regenerate the committed gRPC code; tests/test_protos_codegen.py fails when this would change it.
 protos: $(STAMP)

@@ -5,7 +5,7 @@ Starts the real console scripts on loopback — horizon-simulator --keda at an a
 polling at 1/speed s (one simulated second), horizon-scaler — lets them run `--seconds` simulated seconds, reads the
 live loop's episodes from /-/live, runs the engine over the same seconds, and prints both and their ratio.
 
-    .venv/bin/python bench/whatif_calibration.py [--speed 5] [--seconds 900]
+    .venv/bin/python bench/whatif_calibration.py [--speed 10] [--seconds 3600]
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def live_episodes(speed: float, seconds: float) -> tuple[dict[str, list[float]],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--speed", type=float, default=5.0)
-    parser.add_argument("--seconds", type=float, default=900.0)
+    parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=3600.0)
     args = parser.parse_args()
     os.chdir(ROOT)
     live, reached = live_episodes(args.speed, args.seconds)
@@ -107,7 +107,7 @@ def main() -> int:
         print(f"time to scale, {label} over all episodes: live {a:.1f} s, engine {b:.1f} s, engine/live {b / a:.2f}")
     ok = abs(1 - ratios["median"]) <= 0.2
     print(f"VERDICT: {'PASS' if ok else 'FAIL'} — engine/live {ratios['median']:.2f} on the median (goal: within 20 %)")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

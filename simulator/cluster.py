@@ -191,6 +191,7 @@ class Cluster:
     def _schedule(self, t: float, only: Pod | None = None) -> None:
         """Bind what fits, real pods first (they preempt placeholders), each in creation order."""
         queue = [only] if only is not None else sorted(self.pending(), key=lambda p: (p.placeholder, p.created, p.uid))
+        preempted = False
         for pod in queue:
             if pod.state != PENDING:
                 continue
@@ -198,7 +199,9 @@ class Cluster:
             if node is not None:
                 self._bind(pod, node, t)
             elif not pod.placeholder:
-                self._preempt(pod, t)
+                preempted |= self._preempt(pod, t)
+        if preempted and only is None:
+            self._schedule(t)  # the evicted placeholders may fit on another node right away
 
     def _best_fit(self, pod: Pod) -> Node | None:
         best, best_share = None, -1.0
@@ -220,7 +223,7 @@ class Cluster:
         pod.ready_at = t + pod.start_delay
         self._push(pod.ready_at, "pod_ready", pod)
 
-    def _preempt(self, pod: Pod, t: float) -> None:
+    def _preempt(self, pod: Pod, t: float) -> bool:
         for node in self.nodes:
             if not node.ready or node.removed_at is not None:
                 continue
@@ -243,7 +246,8 @@ class Cluster:
                 self._push(t + self.policy.preemption_seconds, "pod_bind", pod)
             else:
                 self._start(pod, t)
-            return
+            return True
+        return False
 
     # -- node autoscaling ----------------------------------------------------------------------------------------
 
@@ -265,7 +269,8 @@ class Cluster:
                     self._batch_start = t
                 if len(waiting) != self._pending_seen:
                     self._batch_last, self._pending_seen = t, len(waiting)
-                idle = t - (self._batch_last or t) >= self.policy.batch_idle
+                last = t if self._batch_last is None else self._batch_last
+                idle = t - last >= self.policy.batch_idle
                 if idle or t - self._batch_start >= self.policy.batch_max:
                     self._scale_up(waiting, t)
                     self._batch_start = self._batch_last = None
@@ -294,10 +299,6 @@ class Cluster:
 
     def _scale_down(self, t: float) -> None:
         p = self.policy
-        if t - self.last_scale_up < p.scale_down_delay_after_add:
-            for node in self.nodes:
-                node.unneeded_since = None
-            return
         live = [n for n in self._live_nodes() if n.ready]
         removable = len(self._live_nodes()) - p.min_nodes
         for node in sorted(live, key=lambda n: (n.used / n.cpu, -n.uid)):
@@ -308,6 +309,8 @@ class Cluster:
                     node.unneeded_since = t
             else:
                 node.unneeded_since = None
+        if t - self.last_scale_up < p.scale_down_delay_after_add:
+            return  # the unneeded time keeps counting through the cooldown; nothing is removed during it
         # empty nodes go first (in bulk), then the least used; a non-empty node is drained one at a time
         for node in sorted(live, key=lambda n: (bool(n.pods), n.used / n.cpu, n.unneeded_since or 0.0, n.uid)):
             if removable <= 0:

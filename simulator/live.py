@@ -5,7 +5,8 @@ Per ScaledObject: a StreamIsActive stream (a pushed `true` is a RequestScale at 
 `pollingInterval` (IsActive + GetMetrics, fallback, RequestScale), and an HPA sync every 15 s (GetMetricSpec +
 GetMetrics, then `simulator.hpa`, the same code the what-if engine runs). Pods are scheduled on the simulated
 cluster (`simulator.cluster`), start in `pod_start` seconds and then appear as a new master in the simulated
-Horizon, its supervisors near maxProcesses. Everything runs in the simulator's time, so `--speed` speeds it up.
+Horizon, its supervisors near maxProcesses. Everything runs in the simulator's time, so `--speed` speeds it up —
+but the stream's reconnect backoff (2 s doubling to 60 s), which is KEDA's real time.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .whatif.engine import decide
 log = logging.getLogger("horizon_keda.simulator.live")
 RPC_TIMEOUT = 3.0  # KEDA's metrics service calls the operator with a 3 s deadline
 POD_CPU = 0.5
+DEMO_NODE_START = 120.0  # seconds from a node's request to ready (examples/whatif/demo.yml says the same)
 DEMO_CLUSTER = NodePolicy(node_cpu=4.0, initial_nodes=3, min_nodes=3, max_nodes=8, scale_down_unneeded=600.0)
 
 
@@ -72,7 +74,7 @@ class LiveLoop:
         self.pod_start = pod_start
         self.sync_period = hpa_sync
         self.polling_interval = polling_interval
-        self.cluster = Cluster(DEMO_CLUSTER, lambda: 120.0)
+        self.cluster = Cluster(DEMO_CLUSTER, lambda: DEMO_NODE_START)
         self.scaled: dict[str, Scaled] = {}
         for ms in demo_microservices():
             s = demo_scaling(ms)
@@ -109,8 +111,13 @@ class LiveLoop:
         if n == sc.replicas:
             return
         log.info("%s: %s scales %d → %d replicas (%s)", sc.name, by, sc.replicas, n, why)
-        now = self.sim.now()
         sc.replicas = n
+        self._reconcile(sc)
+
+    def _reconcile(self, sc: Scaled) -> None:
+        """The ReplicaSet: as many pods as replicas (an evicted pod is replaced); extra ones go pending first,
+        then not ready, then the most recently ready."""
+        now, n = self.sim.now(), sc.replicas
         while len(sc.pods) < n:
             sc.pods.append(self.cluster.create_pod(sc.name, POD_CPU, self.pod_start, now))
         if len(sc.pods) > n:
@@ -127,6 +134,7 @@ class LiveLoop:
             self.sim.fleet.remove_master(sc.name, name)
 
     def _apply_cluster(self, t: float) -> None:
+        touched: dict[str, float] = {}
         for ch in self.cluster.advance(t):
             if ch.pod is None or ch.pod.service not in self.scaled:
                 continue
@@ -134,15 +142,19 @@ class LiveLoop:
             if ch.kind == "ready":
                 self.sim.sync()
                 sc.masters[ch.pod.uid] = self.sim.fleet.add_master(sc.name)
-                self._track(sc, ch.t)
-            elif ch.kind == "gone":
+            elif ch.kind == "gone":  # evicted by a node's removal
                 if ch.pod in sc.pods:
                     sc.pods.remove(ch.pod)
                 self._pod_gone(sc, ch.pod)
+                self._reconcile(sc)
+            touched[sc.name] = ch.t
+        for name, at in touched.items():  # once per instant: k pods ready together close one episode
+            self._track(self.scaled[name], at)
 
     # -- time to scale, on the true process count -----------------------------------------------------------
 
     def _need(self, sc: Scaled, ready: int) -> int:
+        self.sim.sync()
         processes = float(self.sim.fleet.processes().get(sc.name, 0))
         rep = report(processes, sc.threshold, sc.mode)
         wanted = replica_proposal(metric_quantity(rep.value), rep.target, status_replicas=max(ready, 1),
@@ -169,27 +181,40 @@ class LiveLoop:
         assert self.stub is not None
         try:
             if sc.metric_name is None:
-                spec = (await self.stub.GetMetricSpec(sc.ref, timeout=RPC_TIMEOUT)).metricSpecs[0]
-                sc.metric_name, sc.target = spec.metricName, spec.targetSizeFloat or float(spec.targetSize)
+                specs = (await self.stub.GetMetricSpec(sc.ref, timeout=RPC_TIMEOUT)).metricSpecs
+                if not specs:
+                    return None, "got empty metric spec"
+                target = specs[0].targetSizeFloat if specs[0].targetSizeFloat > 0 else float(specs[0].targetSize)
+                if target <= 0:
+                    return None, f"metric spec {specs[0].metricName!r} has no target"
+                sc.metric_name, sc.target = specs[0].metricName, target
             request = pb.GetMetricsRequest(scaledObjectRef=sc.ref, metricName=sc.metric_name)
-            value = (await self.stub.GetMetrics(request, timeout=RPC_TIMEOUT)).metricValues[0]
+            values = (await self.stub.GetMetrics(request, timeout=RPC_TIMEOUT)).metricValues
+            if not values:
+                return None, f"no matching metrics found for {sc.metric_name}"
+            value = values[0]
             return (value.metricValueFloat if value.metricValueFloat > 0 else float(value.metricValue)), None
         except grpc.aio.AioRpcError as exc:
             return None, f"{exc.code().name}: {exc.details()}"
 
     async def hpa_sync(self, sc: Scaled, t: float) -> None:
-        value, error = await self._metric(sc)
-        r = with_fallback(sc.so.fallback, sc.failures, value, error, metric_type="AverageValue",
-                          target=sc.target or 1.0, current=sc.replicas, ready=len(sc.masters))  # fmt: skip
-        sc.failures = r.failures
-        quantity = None if r.error is not None or r.value is None else metric_quantity(r.value)
-        decision = decide(sc.hpa, t, quantity, sc.target or 1.0, "AverageValue", sc.replicas, len(sc.pods),
-                          len(sc.masters))  # fmt: skip
+        """One HPA sync: KEDA's metrics server reads the scaler (only while the HPA needs a metric: replicas within
+        [min, max]; outside it clamps without reading), fallback applies, the engine's `decide` does the rest."""
+        target = sc.target if sc.target is not None else 1.0
+        quantity, error = None, None
+        if sc.replicas > 0 and sc.hpa.min_replicas <= sc.replicas <= sc.hpa.max_replicas:
+            value, error = await self._metric(sc)
+            r = with_fallback(sc.so.fallback, sc.failures, value, error, metric_type="AverageValue",
+                              target=target, current=sc.replicas, ready=len(sc.masters))  # fmt: skip
+            sc.failures, error = r.failures, r.error
+            target = sc.target if sc.target is not None else 1.0
+            quantity = None if r.error is not None or r.value is None else metric_quantity(r.value)
+        decision = decide(sc.hpa, t, quantity, target, "AverageValue", sc.replicas, len(sc.pods), len(sc.masters))
         sc.last = {"t": round(t, 1), "value": quantity, "target": sc.target, "current": sc.replicas,
-                   "proposal": decision.proposal, "desired": decision.desired, "error": r.error}  # fmt: skip
+                   "proposal": decision.proposal, "desired": decision.desired, "error": error}  # fmt: skip
         if decision.rescale:
-            self._scale_to(sc, decision.desired, "HPA", f"metric {quantity:g} / target {sc.target:g}" if quantity
-                           is not None else decision.reason)  # fmt: skip
+            why = f"metric {quantity:g} / target {target:g}" if quantity is not None else decision.reason
+            self._scale_to(sc, decision.desired, "HPA", why)
 
     async def keda_poll(self, sc: Scaled, t: float) -> None:
         assert self.stub is not None
@@ -201,7 +226,8 @@ class LiveLoop:
             except grpc.aio.AioRpcError as exc:
                 error = f"{exc.code().name}: {exc.details()}"
         r = with_fallback(sc.so.fallback, sc.failures, value, error, metric_type="AverageValue",
-                          target=sc.target or 1.0, current=sc.replicas, ready=len(sc.masters))  # fmt: skip
+                          target=sc.target if sc.target is not None else 1.0, current=sc.replicas,
+                          ready=len(sc.masters))  # fmt: skip
         sc.failures = r.failures
         result = request_scale(sc.so, sc.replicas, active or r.active, r.error is not None, t, sc.last_active)
         sc.last_active = result.last_active
@@ -259,7 +285,9 @@ class LiveLoop:
                         calls.append(self.keda_poll(sc, float(tick)))
                     if (tick + sc.hpa_offset) % self.sync_period == 0:
                         calls.append(self.hpa_sync(sc, float(tick)))
-                await asyncio.gather(*calls)
+                for outcome in await asyncio.gather(*calls, return_exceptions=True):
+                    if isinstance(outcome, Exception):  # one bad answer must not stop the loop
+                        log.error("a KEDA/HPA step failed", exc_info=outcome)
                 if tick % round(DEMO_CLUSTER.scan_interval) == 0:
                     self.cluster.autoscale(float(tick))
                     self._apply_cluster(float(tick))

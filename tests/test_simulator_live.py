@@ -75,3 +75,19 @@ async def test_without_keda_live_is_not_found():
         assert resp.status == 404 and "--keda" in await resp.text()
     finally:
         await client.close()
+
+
+def test_pods_evicted_by_a_node_removal_are_replaced():
+    sim = Simulator(default_fleet(seed=3))  # not serving: the test drives the loop's cluster by hand at t = 0
+    loop = LiveLoop(sim, "127.0.0.1:1", seed=3)
+    loop._adopt_running_masters()
+    orders = loop.scaled["orders"]
+    node = orders.pods[0].node
+    on_node = sum(1 for p in orders.pods if p.node is node)
+    before = len(orders.masters)
+    loop.cluster._remove(node, 0.0)  # the autoscaler drains the node
+    loop._apply_cluster(0.0)
+    assert len(orders.pods) == orders.replicas == before, "the ReplicaSet makes a replacement"
+    assert len(orders.masters) == len(sim.fleet.masters("orders")) == before - on_node
+    loop._apply_cluster(30.0)  # the replacement starts (5 s) on another node
+    assert len(orders.masters) == before and len(sim.fleet.masters("orders")) == before

@@ -145,6 +145,7 @@ def test_set_overrides_a_nested_key(tmp_path, capsys):
 def test_demo_is_make_runs_live_loop():
     """examples/whatif/demo.yml is the live demo (fleet, scaling, behavior) that bench/whatif_calibration.py runs."""
     from simulator.fleet import demo_microservices, demo_scaling
+    from simulator.live import DEMO_CLUSTER, DEMO_NODE_START
 
     doc = yaml.safe_load((EXAMPLES / "demo.yml").read_text())
     fleet = {m["name"]: m for m in whatif_microservices(scale=1, factor=1)}
@@ -155,3 +156,7 @@ def test_demo_is_make_runs_live_loop():
         assert m["scaling"] == demo_scaling(specs[m["name"]])
         assert m["horizon"] == {**want["horizon"], "worker_sleep": 0}
         assert m["job_seconds"] == want["job_seconds"] and m["load"]["peak"] == pytest.approx(want["load"]["peak"])
+    c = doc["cluster"]
+    assert (c["node_cpu"], c["initial_nodes"], c["min_nodes"], c["max_nodes"]) == (
+        DEMO_CLUSTER.node_cpu, DEMO_CLUSTER.initial_nodes, DEMO_CLUSTER.min_nodes, DEMO_CLUSTER.max_nodes)  # fmt: skip
+    assert c["node_start_seconds"] == DEMO_NODE_START

@@ -206,3 +206,13 @@ def test_the_oracles_fast_stabilization_decides_exactly_as_the_controllers(monke
     assert [(x.desired, x.ready) for x in fast.services["orders"].samples] == [
         (x.desired, x.ready) for x in plain.services["orders"].samples
     ]
+
+
+def test_pods_ready_at_the_same_instant_close_one_episode_not_several():
+    scaling = {"min_replicas": 1, "max_replicas": 12, "metric": "queueLength", "threshold": 5,
+               "threshold_mode": "average"}  # fmt: skip
+    s = scenario(pipelines=["oracle", "push"], microservices__0__scaling=scaling)
+    for result in simulate(s):
+        svc = result.services["orders"]
+        assert max(x.desired for x in svc.samples) >= 4, "several pods were asked for at once"
+        assert svc.time_to_scale and min(svc.time_to_scale) > 0, (result.name, svc.time_to_scale)

@@ -124,3 +124,9 @@ async def test_a_query_that_returns_nothing_is_an_error_naming_it(backfilled, ca
     assert code == 2
     err = capsys.readouterr().err
     assert "expected exactly one series from 'horizon_jobs_per_minute{target=\"nope-orders\"}', got 0" in err
+
+
+def test_csv_times_are_relative_to_the_files_first_timestamp_for_every_microservice(tmp_path):
+    f = tmp_path / "history.csv"
+    f.write_text("2026-11-27T10:00:00Z,orders,2\n2026-11-27T10:05:00Z,payments,4\n2026-11-27T10:15:00Z,payments,8\n")
+    assert csv_load(f, "payments", "load").points == ((300.0, 4.0), (900.0, 8.0)), "aligned with orders, not shifted"

@@ -154,3 +154,21 @@ def test_built_in_shapes():
         parse(replace_line("load: [[0, 0.5], [1800, 0.5], [2400, 12], [5400, 12], [6000, 0.5]]",
                            "load: {shape: spike, base: 1, peak: 9}"))  # fmt: skip
     assert not math.isnan(load.peak(300))
+
+
+def test_provisioner_defaults_follow_the_provisioner():
+    karpenter = parse(replace_line("node_start_seconds: 120", "provisioner: karpenter")).cluster
+    assert (karpenter.scale_down_unneeded, karpenter.scale_down_utilization, karpenter.node_start.kind) == (
+        15.0, 1.0, "lognormal")  # fmt: skip
+    ca = parse(replace_line("node_start_seconds: 120", "provisioner: cluster-autoscaler")).cluster
+    assert (ca.scale_down_unneeded, ca.scale_down_utilization, ca.scale_down_delay_after_add) == (600.0, 0.5, 600.0)
+
+
+def test_fallback_and_policies_require_their_numbers_and_null_overrides_follow_the_microservice():
+    with pytest.raises(ScenarioError, match=r"scaling\.fallback\.replicas: required"):
+        parse(replace_line("threshold_mode: reached}", "threshold_mode: reached, fallback: {failure_threshold: 3}}"))
+    with pytest.raises(ScenarioError, match=r"policies\[0\]\.period_seconds: required"):
+        policy = "behavior: {scale_up: {policies: [{type: Pods, value: 2}]}}"
+        parse(replace_line("threshold_mode: reached}", f"threshold_mode: reached, {policy}}}"))
+    s = parse(replace_line("pipelines: [seed, pull, push, oracle]", "pipelines: {push: {polling_interval: null}}"))
+    assert s.pipelines[0].polling_interval is None

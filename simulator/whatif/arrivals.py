@@ -12,9 +12,9 @@ from .dist import Dist, stream
 def arrival_times(rate: Callable[[float], float], duration: int, seed: int, name: str) -> array:
     """A Poisson process with rate `rate(t)` jobs/s over [0, duration), by time rescaling.
 
-    The rate is taken as constant within each second, at its midpoint (exact for a load that is linear within the
-    second, as every built-in shape and every `load:` list is between its points): unit-rate arrivals of the
-    cumulative rate are mapped back through it, one exponential draw per job.
+    The rate is taken as constant within each second, at its midpoint (exact for a load linear within the second,
+    as a `load:` list is between its points; the shapes change on scales of tens of seconds or more): unit-rate
+    arrivals of the cumulative rate are mapped back through it, one exponential draw per job.
     """
     rng = stream(seed, name, "arrivals")
     out = array("d")

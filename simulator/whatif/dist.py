@@ -30,7 +30,7 @@ class Dist:
         return (self.low + self.high) / 2 if self.kind == "uniform" else self.mean
 
     def draw(self, rng: random.Random) -> float:
-        """One sample; every kind takes exactly one or two numbers from `rng`, so streams stay aligned."""
+        """One sample from `rng` (a stream of its own per use, so the draws of one use never shift another's)."""
         if self.kind == "fixed":
             return self.mean
         if self.kind == "exponential":

@@ -14,7 +14,7 @@ import bisect
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from external_scaler.hpa import replica_proposal, report
@@ -25,10 +25,11 @@ from ..cluster import BINDING, PENDING, READY, STARTING, Cluster, NodePolicy, Po
 from ..keda import ScaledObject, ScalerError, metric_quantity, request_scale, with_fallback
 from .arrivals import arrival_times, run_times
 from .dist import stream
-from .pipelines import View, due, make_view
+from .pipelines import Metric, View, due, make_view
 from .pool import Pool
 from .scenario import MicroserviceSpec, PipelineSpec, Scenario
 
+HEARTBEAT = 5.0  # horizon-scaler's --heartbeat: StreamIsActive re-sends the state this often
 ORACLE_BEHAVIOR_UP = hpa.Rules(window=0.0, select="Max", policies=(hpa.Policy("Pods", 1_000_000, 1),))
 
 
@@ -151,12 +152,16 @@ class Service:
         self.so: ScaledObject = s.scaled_object()
         self.metric_type = s.metric_type
         behavior = s.behavior
-        if pipe.kind == "oracle":  # no scale-up limit; the configured tolerance and scale-down stay
+        if pipe.kind == "oracle" and behavior is None:
+            # Without `behavior` the HPA's scale-up limit is per sync (max(2 × current, 4)); the oracle has no
+            # syncs, so none. A `behavior` the user set is a choice, not a pipeline delay: the oracle keeps it.
             kube = world.scenario.kubernetes
-            down = behavior.down if behavior else hpa.scale_down_rules(None, kube.downscale_stabilization)
-            up_tolerance = behavior.up.tolerance if behavior else None
-            behavior = hpa.Behavior(replace(ORACLE_BEHAVIOR_UP, tolerance=up_tolerance), down)
-        controller = OracleHPA if pipe.kind == "oracle" else hpa.HPA
+            behavior = hpa.Behavior(ORACLE_BEHAVIOR_UP, hpa.scale_down_rules(None, kube.downscale_stabilization))
+        fast = pipe.kind == "oracle" and behavior is not None and not behavior.up.window
+        # the yardstick of time to scale: the microservice's own settings, the same in every pipeline
+        configured = hpa.HPA(1, 1, s.behavior, world.scenario.kubernetes.tolerance)
+        self.yardstick_tolerance = configured.tolerances()
+        controller = OracleHPA if fast else hpa.HPA
         self.hpa = controller(self.so.hpa_min_replicas, s.max_replicas, behavior, world.scenario.kubernetes.tolerance,
                               world.scenario.kubernetes.downscale_stabilization)  # fmt: skip
         phases = stream(world.scenario.seed, spec.name, "phases")
@@ -173,6 +178,7 @@ class Service:
         self.last_active: float | None = None
         self.cache: tuple[Any, str | None] | None = None
         self.last_push = -math.inf
+        self.pushed_active = False
         # figures
         self.pod_seconds = 0.0
         self.scale_ups = self.scale_downs = 0
@@ -215,8 +221,10 @@ class Service:
             need = max(1, self.so.hpa_min_replicas) if value > s.activation_threshold else 0
         else:
             rep = report(value, s.threshold, s.threshold_mode)
+            up, down = self.yardstick_tolerance
             wanted = replica_proposal(metric_quantity(rep.value), rep.target, metric_type=s.metric_type,
-                                      status_replicas=ready, ready=ready)  # fmt: skip
+                                      status_replicas=ready, ready=ready, tolerance_up=up,
+                                      tolerance_down=down)  # fmt: skip
             need = max(self.so.hpa_min_replicas, min(s.max_replicas, wanted))
         self._need_key, self._need = key, need
         return need
@@ -274,7 +282,6 @@ class Service:
         self.total_processes += n
         self.pool.set_workers(self.total_processes, t)
         self.max_ready = max(self.max_ready, self.ready)
-        self.track_episode(t)
 
     def pod_gone(self, pod: Pod, t: float) -> None:
         n = self.processes.pop(pod.uid, None)
@@ -325,9 +332,10 @@ class Service:
     def keda_poll(self, t: float) -> None:
         """KEDA's polling loop: GetMetrics + IsActive (or the Prometheus query), fallback, RequestScale."""
         metric, error = self._metric(t)
-        if self.cached:
-            self.cache = (metric, error)
         r = self._fallback(metric, error)
+        if self.cached:  # KEDA's cache record holds what fallback made of the read
+            cached = None if r.value is None else Metric(r.value, self._target(), r.value)
+            self.cache = (cached, r.error)
         active = r.active or (
             r.error is None and metric is not None and metric.raw > self.spec.scaling.activation_threshold
         )
@@ -349,11 +357,14 @@ class Service:
     def hpa_sync(self, t: float) -> None:
         """One HPA reconcile: KEDA's metrics server reads the trigger (live, or KEDA's cache), fallback applies,
         the replica calculator proposes, the controller decides."""
-        if self.cached and self.cache is not None:
-            metric, error = self.cache
-        else:
-            metric, error = self._metric(t)
-        r = self._fallback(metric, error) if self.replicas else None
+        r = None
+        if self.replicas > 0 and self.hpa.min_replicas <= self.replicas <= self.hpa.max_replicas:
+            # only then does the HPA ask for the metric (outside, it clamps without reading)
+            if self.cached and self.cache is not None:
+                metric, error = self.cache
+            else:
+                metric, error = self._metric(t)
+            r = self._fallback(metric, error)
         value = None
         if r is not None and r.error is None and r.value is not None:
             value = metric_quantity(r.value)
@@ -367,8 +378,8 @@ class Service:
             self.scale_to(decision.desired, t, "hpa")
 
     def oracle(self, t: float) -> None:
-        """The oracle: KEDA's activation and the HPA's arithmetic on the true value, every second, with no
-        scale-up limit (scale-down keeps the configured stabilization)."""
+        """The oracle: KEDA's activation and the HPA's arithmetic on the true value, every second — no pipeline, no
+        sync period, no per-sync scale-up limit; a `behavior` the user set (windows, policies) is kept."""
         value = self.view.raw(t)
         active = value > self.spec.scaling.activation_threshold
         result = request_scale(self.so, self.replicas, active, False, t, self.last_active)
@@ -463,9 +474,17 @@ class World:
                    for f in self.scenario.faults)  # fmt: skip
 
     def _handle(self, changes: list[Any]) -> None:
+        """Apply the cluster's changes; a service whose pods changed is checked for its scale-up episode once per
+        instant, after every change of that instant (k pods ready together close one episode, not k)."""
+        touched: dict[Service, float] = {}
         for ch in changes:
+            for svc, at in list(touched.items()):
+                if at < ch.t:
+                    svc.track_episode(at)
+                    del touched[svc]
             if ch.kind in ("ready", "gone") and ch.pod is not None and not ch.pod.placeholder:
                 svc = self.services[ch.pod.service]
+                touched[svc] = ch.t
                 svc.pool.advance(ch.t)
                 if ch.kind == "ready":
                     svc.pod_ready(ch.pod, ch.t)
@@ -479,6 +498,8 @@ class World:
                          nodes=self.cluster.live_node_count(), detail=ch.detail)  # fmt: skip
             elif ch.kind == "preempted":
                 self.log(ch.t, None, "preempted", node=ch.node.uid, placeholder=ch.pod.uid)
+        for svc, at in touched.items():
+            svc.track_episode(at)
 
     def _run_until(self, t: float) -> None:
         """One-off events (pods and nodes becoming ready, pushes reaching KEDA) up to `t`, in time order."""
@@ -521,8 +542,12 @@ class World:
                         active = svc.view.raw(t) > svc.spec.scaling.activation_threshold
                     except ScalerError:
                         active = False  # the stream says nothing rather than a guess
+                    was, svc.pushed_active = svc.pushed_active, active
                     if active and svc.replicas > 0:
-                        svc.last_active = t + pipe.push_delay  # a pushed true only refreshes LastActiveTime
+                        # the stream sends on a change and every heartbeat (5 s): each refreshes LastActiveTime
+                        if not was or t - svc.last_push >= HEARTBEAT:
+                            svc.last_push = t
+                            svc.last_active = t + pipe.push_delay
                     elif active and t - svc.last_push >= 1.0:
                         svc.last_push = t
                         self._push_seq += 1

@@ -149,6 +149,7 @@ def csv_load(file: Path, microservice: str, path: str) -> LoadSpec:
         raise LoadError(f"{path}.csv: cannot read {file}: {exc.strerror or exc}") from None
     rows: list[tuple[float, float]] = []
     seen: set[str] = set()
+    first = float("inf")  # the file's first timestamp: every microservice's times are relative to the same one
     for line_no, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or row[0].lstrip().startswith("#"):
             continue
@@ -158,18 +159,18 @@ def csv_load(file: Path, microservice: str, path: str) -> LoadSpec:
         if line_no == 1 and t_raw.lower() in ("t", "time", "timestamp"):
             continue
         seen.add(name)
-        if name != microservice:
-            continue
         try:
             t, rate = _timestamp(t_raw), float(rate_raw)
         except ValueError:
             raise LoadError(f"{file}:{line_no}: expected a time and a number, got {t_raw!r}, {rate_raw!r}") from None
-        rows.append((t, rate))
+        first = min(first, t)
+        if name == microservice:
+            rows.append((t, rate))
     if not rows:
         known = ", ".join(sorted(seen)) or "none"
         raise LoadError(f"{file}: no rows for microservice {microservice!r} (the file has: {known})")
     rows.sort()
-    start = rows[0][0] if rows[0][0] > 1e8 else 0.0  # absolute timestamps become relative
+    start = first if first > 1e8 else 0.0  # absolute timestamps become relative to the file's first one
     deduped: dict[float, float] = {}
     for t, rate in rows:
         deduped[t - start] = rate

@@ -62,8 +62,7 @@ def _fmt(value: Any, unit: str = "", digits: int = 0) -> str:
 
 def table(summary: dict[str, Any]) -> str:
     """The summary table: one row per pipeline and microservice, then each pipeline's totals; warnings below."""
-    head = ("pipeline", "microservice", "time to scale: first / mean", "wait p95", "SLO", "pod·min", "max rep",
-            "scale ±")  # fmt: skip
+    head = ("pipeline", "microservice", "time to scale", "wait p95", "SLO", "pod·min", "max rep", "scale ±")
     rows = [head]
     notes: dict[tuple[str, str], list[str]] = {}  # (microservice, warning) → pipelines
     for name, p in summary["pipelines"].items():
@@ -77,13 +76,15 @@ def table(summary: dict[str, Any]) -> str:
             for w in f["warnings"]:
                 notes.setdefault((ms, w), []).append(name)
         slo = None if p["slo_attainment"] is None else p["slo_attainment"] * 100
-        tts = f"median {_fmt(p['time_to_scale_median_seconds'], ' s')} / {_fmt(p['time_to_scale_mean_seconds'], ' s')}"
+        tts = " / ".join(_fmt(p[f"time_to_scale_{k}_seconds"]) for k in ("median", "p75", "mean")) + " s"
         rows.append((name, f"all ({_fmt(p['node_minutes'])} node·min)", tts, _fmt(p["wait_p95_seconds"], " s", 1),
                      _fmt(slo, " %", 1), _fmt(p["pod_minutes"]), "", ""))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += ["", "time to scale: first / mean episode per microservice; median / p75 / mean of every episode on the "
+              "`all` rows"]  # fmt: skip
     if notes:
         lines += ["", "! configuration warnings:"]
         lines += [f"  {ms} ({', '.join(pipes)}): {w}" for (ms, w), pipes in notes.items()]

@@ -102,9 +102,14 @@ class PrometheusView(View):
         return prometheus_result([self.sample] if fresh else [], self.pipe.ignore_null_values)
 
     def read(self, t: float) -> Metric:
+        if self.mode == "reached":
+            # The query is `floor(x / threshold) + 1` against a threshold of 1: Prometheus computes it per series,
+            # so no series gives no result (0 with ignoreNullValues), and KEDA's activation compares that value.
+            fresh = not self.stale and self.sample is not None and t - self.at <= self.pipe.lookback_delta
+            values = [float(reached_replicas(max(self.sample or 0.0, 0.0), self.scaling.threshold))] if fresh else []
+            value = prometheus_result(values, self.pipe.ignore_null_values)
+            return Metric(value, 1.0, value)
         raw = self.raw(t)
-        if self.mode == "reached":  # the PromQL `floor(x / threshold) + 1` against a threshold of 1
-            return Metric(float(reached_replicas(max(raw, 0.0), self.scaling.threshold)), 1.0, raw)
         return Metric(raw, self.scaling.threshold, raw)
 
 

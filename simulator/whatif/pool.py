@@ -168,8 +168,8 @@ class Pool:
         """When the first idle worker looks at the queue at or after `now`, and its index in `_phases`."""
         s, now, phases = self.sleep, self.now, self._phases
         x = now % s
-        k = bisect.bisect_left(phases, x)
+        k = bisect.bisect_left(phases, x - 1e-9)  # a look at `now` itself, give or take rounding, still counts
         base = now - x
         if k < len(phases):
-            return base + phases[k], k
-        return base + s + phases[0], 0
+            return max(now, base + phases[k]), k
+        return max(now, base + s + phases[0]), 0

@@ -218,6 +218,15 @@ def _int(m: _Map, key: str, default: int | None, *, minimum: int = 0) -> int | N
     return value
 
 
+def _required_int(m: _Map, key: str, minimum: int) -> int:
+    if m.data.get(key) is None:
+        m.take(key)
+        raise ScenarioError(f"{m.at(key)}: required, a whole number ≥ {minimum}")
+    value = _int(m, key, None, minimum=minimum)
+    assert value is not None
+    return value
+
+
 def _choice(m: _Map, key: str, default: Any, choices: tuple[Any, ...]) -> Any:
     value = m.take(key, default)
     if value not in choices:
@@ -227,8 +236,11 @@ def _choice(m: _Map, key: str, default: Any, choices: tuple[Any, ...]) -> Any:
 
 
 def _optional_number(m: _Map, key: str, *, minimum: float) -> float | None:
-    """A number ≥ `minimum`, or None when the key is absent (the pipeline then follows the microservice)."""
-    return None if m.data.get(key) is None else _number(m, key, minimum, minimum=minimum)
+    """A number ≥ `minimum`, or None when the key is absent or null (the pipeline then follows the microservice)."""
+    if m.data.get(key) is None:
+        m.take(key)
+        return None
+    return _number(m, key, minimum, minimum=minimum)
 
 
 def _bool(m: _Map, key: str, default: bool | None) -> bool | None:
@@ -305,8 +317,8 @@ def _rules(value: Any, path: str) -> hpa.Rules:
         for i, raw in enumerate(raw_policies):
             p = _Map(raw, f"{m.at('policies')}[{i}]")
             policies.append(hpa.Policy(
-                _choice(p, "type", "", hpa.POLICY_TYPES), _int(p, "value", None, minimum=1) or 0,
-                _int(p, "period_seconds", None, minimum=1) or 0,
+                _choice(p, "type", "", hpa.POLICY_TYPES), _required_int(p, "value", 1),
+                _required_int(p, "period_seconds", 1),
             ))  # fmt: skip
             p.done()
         policies = tuple(policies)
@@ -341,7 +353,7 @@ def _scaling(value: Any, path: str, base: ScalingSpec, kube: KubernetesSpec) -> 
     if raw_fallback is not None:
         f = _Map(raw_fallback, m.at("fallback"))
         fallback = Fallback(
-            _int(f, "failure_threshold", None, minimum=0) or 0, _int(f, "replicas", None, minimum=0) or 0,
+            _required_int(f, "failure_threshold", 0), _required_int(f, "replicas", 0),
             _choice(f, "behavior", "static", FALLBACK_BEHAVIORS),
         )  # fmt: skip
         f.done()
@@ -398,7 +410,8 @@ NODE_START = {  # provisioning delay defaults per provisioner; docs/whatif.md gi
     "cluster-autoscaler": CA_NODE_START,
     "karpenter": Dist("lognormal", 35.0, 0.35),
 }
-UNNEEDED = {"cluster-autoscaler": 600.0, "karpenter": 0.0}
+UNNEEDED = {"cluster-autoscaler": 600.0, "karpenter": 15.0}  # Karpenter: consolidateAfter 0s + 15 s validation
+UTILIZATION = {"cluster-autoscaler": 0.5, "karpenter": 1.0}  # Karpenter: any node whose pods fit elsewhere
 DELAY_AFTER_ADD = {"cluster-autoscaler": 600.0, "karpenter": 0.0}
 
 
@@ -425,7 +438,7 @@ def _cluster(value: Any, path: str) -> ClusterSpec:
         batch_max=_number(m, "batch_max_seconds", 10.0),
         scale_down_unneeded=_number(m, "scale_down_unneeded_seconds", UNNEEDED[provisioner]),
         scale_down_delay_after_add=_number(m, "scale_down_delay_after_add_seconds", DELAY_AFTER_ADD[provisioner]),
-        scale_down_utilization=_number(m, "scale_down_utilization", 0.5),
+        scale_down_utilization=_number(m, "scale_down_utilization", UTILIZATION[provisioner]),
         headroom=headroom,
         preemption_seconds=_number(m, "preemption_seconds", 0.0),
     )
