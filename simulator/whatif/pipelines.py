@@ -4,6 +4,7 @@ exporter's 1 s snapshot behind our scaler, or (the oracle) the truth itself."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from external_scaler.hpa import reached_replicas, report
@@ -35,6 +36,13 @@ class View:
         self.scaling = scaling
         self.mode = pipe.threshold_mode or scaling.threshold_mode
         self.phase_unit = phase  # in [0, 1): the same for every pipeline (common random numbers)
+        self._past: deque[float] = deque(maxlen=pipe.horizon_lag + 1)
+
+    def _in_horizon(self, truth: float) -> float:
+        """What Horizon's API says at this tick: the truth of `horizon_lag` seconds ago (its supervisors persist
+        their state to Redis once per loop, about every second). Called every tick."""
+        self._past.append(truth)
+        return self._past[0]
 
     def observe(self, t: int, reachable: bool, truth: float) -> bool:
         """Take in the true value at tick `t` if this pipeline samples now; True when a new sample arrived."""
@@ -62,8 +70,9 @@ class ExporterView(View):
         self.at = -math.inf
 
     def observe(self, t: int, reachable: bool, truth: float) -> bool:
+        seen = self._in_horizon(truth)
         if reachable and due(t, self.interval, self.offset):
-            self.value, self.at = truth, float(t)
+            self.value, self.at = seen, float(t)
             return True
         return False
 
@@ -89,10 +98,11 @@ class PrometheusView(View):
         self.stale = True
 
     def observe(self, t: int, reachable: bool, truth: float) -> bool:
+        seen = self._in_horizon(truth)
         if not due(t, self.interval, self.offset):
             return False
         if reachable:
-            self.sample, self.at, self.stale = truth, float(t), False
+            self.sample, self.at, self.stale = seen, float(t), False
         else:
             self.stale = True  # the scrape failed: every series of the target is marked stale
         return True

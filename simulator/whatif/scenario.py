@@ -134,6 +134,7 @@ class PipelineSpec:
     poll_interval: float = 1.0
     max_staleness: float = 10.0
     push_delay: float = 0.05
+    horizon_lag: int = 1
     hpa_sync: float = hpa.SYNC_PERIOD
     threshold_mode: str | None = None
     polling_interval: float | None = None
@@ -462,6 +463,7 @@ def _pipeline(name: str, raw: Any, path: str) -> PipelineSpec:
         poll_interval=_number(m, "poll_interval", 1.0, positive=True),
         max_staleness=_number(m, "max_staleness", 10.0, positive=True),
         push_delay=_number(m, "push_delay", 0.05),
+        horizon_lag=_int(m, "horizon_lag_seconds", 1, minimum=0) or 0,
         hpa_sync=_number(m, "hpa_sync_seconds", hpa.SYNC_PERIOD, positive=True),
         threshold_mode=_choice(m, "threshold_mode", None, (None, *MODES)),
         polling_interval=_optional_number(m, "polling_interval", minimum=1),
