@@ -50,9 +50,16 @@ def test_demo_serves_what_it_prints(tmp_path):
         metrics_cmd = re.search(r"curl -s (\S+/metrics)", text)
         probe_cmd = re.search(r"curl -s '(\S+/probe\?\S+)'", text)
         assert metrics_cmd and probe_cmd, text
-        families = {f.name: f for f in text_string_to_metric_families(_get("http://" + metrics_cmd.group(1)))}
-        processes = {s.labels["microservice"] for s in families["horizon_microservice_processes"].samples}
-        assert {"orders", "payments", "shipping", "notifications"} <= processes
+        want = {"orders", "payments", "shipping", "notifications"}
+        deadline = time.monotonic() + 20  # a first poll that failed (a slow start on a loaded machine) is retried
+        while True:
+            families = {f.name: f for f in text_string_to_metric_families(_get("http://" + metrics_cmd.group(1)))}
+            processes = {s.labels["microservice"] for s in families["horizon_microservice_processes"].samples}
+            if want <= processes or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        up = {s.labels["microservice"]: s.value for s in families["horizon_up"].samples}
+        assert want <= processes, (up, log.read_text()[-3000:])
         probed = {f.name: f for f in text_string_to_metric_families(_get("http://" + probe_cmd.group(1)))}
         assert probed["probe_success"].samples[0].value == 1
         assert probed["horizon_microservice_processes"].samples[0].labels == {"microservice": "orders"}
