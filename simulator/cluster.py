@@ -342,6 +342,13 @@ class Cluster:
         return len(self._live_nodes())
 
 
+def deletion_order(pods: Iterable[Pod]) -> list[Pod]:
+    """Which pods a ReplicaSet deletes first when it scales down: unscheduled and pending ones, then not ready, then
+    the most recently ready (kube-controller-manager's `ActivePodsWithRanks`, simplified to what is modelled)."""
+    rank = {PENDING: 0, BINDING: 0, STARTING: 1, READY: 2}
+    return sorted(pods, key=lambda p: (rank[p.state], -(p.ready_at or 0.0), -p.uid))
+
+
 def _bins_needed(sizes: Iterable[float], upcoming: list[float], capacity: float) -> int:
     """First-fit decreasing: pack `sizes` into the `upcoming` nodes' room, then count new bins of `capacity`."""
     bins = list(upcoming)

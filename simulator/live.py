@@ -25,7 +25,8 @@ from external_scaler._proto import externalscaler_pb2_grpc as pb_grpc
 from external_scaler.hpa import replica_proposal, report
 
 from . import hpa
-from .cluster import PENDING, Cluster, NodePolicy, Pod
+from .cluster import Cluster, NodePolicy, Pod, deletion_order
+from .episodes import Episodes
 from .fleet import DEMO_SCALE_DOWN_WINDOW, demo_microservices, demo_scaling
 from .keda import ScaledObject, metric_quantity, request_scale, with_fallback
 from .server import Simulator
@@ -59,8 +60,7 @@ class Scaled:
     target: float | None = None
     metric_name: str | None = None
     last: dict[str, Any] = field(default_factory=dict)
-    episode: tuple[float, int] | None = None  # (start, ready count then) while more replicas are needed
-    time_to_scale: list[float] = field(default_factory=list)
+    episodes: Episodes = field(default_factory=Episodes)
     stream: str = "not open yet"
 
 
@@ -121,8 +121,7 @@ class LiveLoop:
         while len(sc.pods) < n:
             sc.pods.append(self.cluster.create_pod(sc.name, POD_CPU, self.pod_start, now))
         if len(sc.pods) > n:
-            rank = {PENDING: 0, "binding": 0, "starting": 1, "ready": 2}
-            for pod in sorted(sc.pods, key=lambda p: (rank[p.state], -(p.ready_at or 0.0), -p.uid))[: len(sc.pods) - n]:
+            for pod in deletion_order(sc.pods)[: len(sc.pods) - n]:
                 sc.pods.remove(pod)
                 self._pod_gone(sc, pod)
                 self.cluster.delete_pod(pod, now)
@@ -163,16 +162,7 @@ class LiveLoop:
 
     def _track(self, sc: Scaled, t: float) -> None:
         ready = len(sc.masters)
-        if sc.episode is None:
-            if self._need(sc, ready) > ready:
-                sc.episode = (t, ready)
-        elif ready > sc.episode[1]:
-            sc.time_to_scale.append(t - sc.episode[0])
-            sc.episode = None
-            if self._need(sc, ready) > ready:
-                sc.episode = (t, ready)
-        elif self._need(sc, ready) <= ready:
-            sc.episode = None  # a momentary peak, gone before a pod was: not a scale-up (as the engine counts)
+        sc.episodes.update(t, ready, lambda: self._need(sc, ready))
 
     # -- KEDA and the HPA, over gRPC --------------------------------------------------------------------------
 
@@ -311,6 +301,6 @@ class LiveLoop:
                 "replicas": sc.replicas, "ready": len(sc.masters), "pending": pending,
                 "masters": self.sim.fleet.masters(sc.name), "threshold": sc.threshold, "mode": sc.mode,
                 "stream": sc.stream, "last_hpa": sc.last,
-                "time_to_scale_seconds": [round(x, 2) for x in sc.time_to_scale],
+                "time_to_scale_seconds": [round(x, 2) for x in sc.episodes.durations],
             }  # fmt: skip
         return {"t": round(self.sim.now(), 1), "nodes": self.cluster.live_node_count(), "microservices": out}

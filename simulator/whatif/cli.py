@@ -8,13 +8,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .loads import LoadError, PrometheusQuery, csv_load, prometheus_load
+from .loads import LoadError, PrometheusQuery, csv_load, prometheus_load, timestamp
 from .scenario import ScenarioError, parse_scenario
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "whatif"
@@ -75,13 +74,6 @@ def _set(doc: Any, assignment: str) -> None:
         raise ScenarioError(f"--set {assignment}: {keys[-1]!r} does not exist") from None
 
 
-def _timestamp(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="horizon-whatif",
@@ -123,7 +115,7 @@ def load(args: argparse.Namespace) -> Any:
     if args.load_prometheus and isinstance(doc, dict):
         if not (args.start and args.end):
             raise ScenarioError("--load-prometheus needs --start and --end")
-        start, end = _timestamp(args.start), _timestamp(args.end)
+        start, end = timestamp(args.start), timestamp(args.end)
         doc["duration"] = int(end - start)
     scenario = parse_scenario(doc, path.stem, path.resolve().parent)
     if args.load_csv:
@@ -131,7 +123,7 @@ def load(args: argparse.Namespace) -> Any:
         scenario = replace(scenario, microservices=tuple(
             replace(ms, load=csv_load(file, ms.name, "--load-csv")) for ms in scenario.microservices))  # fmt: skip
     if args.load_prometheus:
-        start, end = _timestamp(args.start), _timestamp(args.end)
+        start, end = timestamp(args.start), timestamp(args.end)
         scenario = replace(scenario, microservices=tuple(
             replace(ms, load=prometheus_load(PrometheusQuery(
                 args.load_prometheus, args.query.replace("{microservice}", ms.name), start, end, args.step,

@@ -21,7 +21,8 @@ from external_scaler.hpa import replica_proposal, report
 
 from .. import hpa
 from ..balance import Limits, rebalance_one, start_processes
-from ..cluster import BINDING, PENDING, READY, STARTING, Cluster, NodePolicy, Pod
+from ..cluster import BINDING, Cluster, Pod, deletion_order
+from ..episodes import Episodes
 from ..keda import ScaledObject, ScalerError, metric_quantity, request_scale, with_fallback
 from .arrivals import arrival_times, run_times
 from .dist import stream
@@ -183,10 +184,7 @@ class Service:
         self.pod_seconds = 0.0
         self.scale_ups = self.scale_downs = 0
         self.max_replicas = self.max_ready = 0
-        self.episode_start: float | None = None
-        self.episode_base = 0
-        self.time_to_scale: list[float] = []
-        self.abandoned = 0
+        self.episodes = Episodes()
         self._need_key: tuple[float, int] | None = None
         self._need = 0
         self._due: list[list[int]] = [[] for _ in range(spec.horizon.balance_cooldown)]  # pods by balance phase
@@ -199,7 +197,7 @@ class Service:
     def ready(self) -> int:
         return len(self.processes)
 
-    def truth(self, t: float) -> float:
+    def truth(self) -> float:
         metric = self.spec.scaling.metric
         if metric == "processes":
             return float(self.total_processes)
@@ -209,10 +207,10 @@ class Service:
         work = self.pool.length * self.spec.job.expected
         return float(math.floor(work / self.total_processes + 0.5) if self.total_processes else math.floor(work + 0.5))
 
-    def need(self, t: float) -> int:
+    def need(self) -> int:
         """Replicas the true value asks for with the ready pods there are (the yardstick of time to scale)."""
         s = self.spec.scaling
-        value = self.truth(t)
+        value = self.truth()
         ready = self.ready
         key = (value, ready)
         if key == self._need_key:
@@ -230,19 +228,7 @@ class Service:
         return need
 
     def track_episode(self, t: float) -> None:
-        """A scale-up episode: from the first instant the true value asks for more replicas than are ready until
-        one more is ready; one whose need vanishes before that (a momentary peak) is dropped, not counted."""
-        if self.episode_start is None:
-            if self.need(t) > self.ready:
-                self.episode_start, self.episode_base = t, self.ready
-        elif self.ready > self.episode_base:
-            self.time_to_scale.append(t - self.episode_start)
-            self.episode_start = None
-            if self.need(t) > self.ready:
-                self.episode_start, self.episode_base = t, self.ready
-        elif self.need(t) <= self.ready:
-            self.episode_start = None
-            self.abandoned += 1
+        self.episodes.update(t, self.ready, self.need)
 
     # -- pods ------------------------------------------------------------------------------------------------
 
@@ -266,9 +252,7 @@ class Service:
             delay = self.spec.pod.start.draw(self.pod_starts)
             self.pods.append(cluster.create_pod(self.name, self.spec.pod.cpu, delay, t))
         if len(self.pods) > self.replicas:
-            rank = {PENDING: 0, BINDING: 0, STARTING: 1, READY: 2}
-            victims = sorted(self.pods, key=lambda p: (rank[p.state], -(p.ready_at or 0.0), -p.uid))
-            for pod in victims[: len(self.pods) - self.replicas]:
+            for pod in deletion_order(self.pods)[: len(self.pods) - self.replicas]:
                 self.pods.remove(pod)
                 self.pod_gone(pod, t)
                 cluster.delete_pod(pod, t)
@@ -418,9 +402,9 @@ class Service:
         pool.advance(end)
         queued_waits = [end - pool.arrivals[j] for j in pool.queue]
         return ServiceResult(
-            name=self.name, waits=pool.waits, queued_waits=queued_waits, time_to_scale=self.time_to_scale,
-            abandoned_episodes=self.abandoned,
-            first_episode_open=None if self.episode_start is None else end - self.episode_start,
+            name=self.name, waits=pool.waits, queued_waits=queued_waits, time_to_scale=self.episodes.durations,
+            abandoned_episodes=self.episodes.passing,
+            first_episode_open=None if self.episodes.start is None else end - self.episodes.start,
             pod_seconds=self.pod_seconds, scale_ups=self.scale_ups, scale_downs=self.scale_downs,
             max_replicas=self.max_replicas, max_ready=self.max_ready, arrived=pool.next_job, done=pool.done,
             running=pool.running, queued=pool.length, samples=self.samples,
@@ -434,9 +418,7 @@ class World:
         self.scenario = scenario
         self.pipe = pipe
         c = scenario.cluster
-        policy = NodePolicy(c.node_cpu, c.initial_nodes, c.floor_nodes, c.max_nodes, c.provisioner, c.scan_interval,
-                            c.batch_idle, c.batch_max, c.scale_down_unneeded, c.scale_down_delay_after_add,
-                            c.scale_down_utilization, c.preemption_seconds)  # fmt: skip
+        policy = c.node_policy()
         node_stream = stream(scenario.seed, "node-start")
         self.cluster = Cluster(policy, lambda: c.node_start.draw(node_stream))
         self.events: list[dict[str, Any]] = []
@@ -536,7 +518,7 @@ class World:
                 svc.pool.advance(t)
                 svc.balance(t)
                 reachable = not exporter_down and svc.name not in horizon_down
-                new = svc.view.observe(t, reachable, svc.truth(t))
+                new = svc.view.observe(t, reachable, svc.truth())
                 if pipe.kind == "push" and new:
                     try:
                         active = svc.view.raw(t) > svc.spec.scaling.activation_threshold

@@ -160,7 +160,7 @@ def csv_load(file: Path, microservice: str, path: str) -> LoadSpec:
             continue
         seen.add(name)
         try:
-            t, rate = _timestamp(t_raw), float(rate_raw)
+            t, rate = timestamp(t_raw), float(rate_raw)
         except ValueError:
             raise LoadError(f"{file}:{line_no}: expected a time and a number, got {t_raw!r}, {rate_raw!r}") from None
         first = min(first, t)
@@ -177,7 +177,8 @@ def csv_load(file: Path, microservice: str, path: str) -> LoadSpec:
     return points_load([list(p) for p in sorted(deduped.items())], f"{file}", source=f"{file.name}")
 
 
-def _timestamp(text: str) -> float:
+def timestamp(text: str) -> float:
+    """Unix seconds, or an ISO-8601 / RFC 3339 time (`Z` accepted); raises ValueError."""
     try:
         return float(text)
     except ValueError:
@@ -204,7 +205,7 @@ def prometheus_load_from(raw: Any, path: str, microservice: str) -> LoadSpec:
     try:
         q = PrometheusQuery(
             url=str(raw.pop("url")), query=str(raw.pop("query")).replace("{microservice}", microservice),
-            start=_timestamp(str(raw.pop("start"))), end=_timestamp(str(raw.pop("end"))),
+            start=timestamp(str(raw.pop("start"))), end=timestamp(str(raw.pop("end"))),
             step=float(raw.pop("step", 15.0)), per_minute=bool(raw.pop("per_minute", False)),
         )  # fmt: skip
     except KeyError as exc:

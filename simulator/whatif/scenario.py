@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .. import hpa
+from ..cluster import NodePolicy
 from ..keda import FALLBACK_BEHAVIORS, Fallback, ScaledObject
 from .dist import KINDS, Dist
 from .loads import LoadError, LoadSpec, parse_load
@@ -120,6 +121,13 @@ class ClusterSpec:
     @property
     def floor_nodes(self) -> int:
         return self.initial_nodes if self.min_nodes is None else self.min_nodes
+
+    def node_policy(self) -> NodePolicy:
+        """The cluster model's settings (the same fields, `min_nodes` resolved)."""
+        return NodePolicy(self.node_cpu, self.initial_nodes, self.floor_nodes, self.max_nodes, self.provisioner,
+                          self.scan_interval, self.batch_idle, self.batch_max, self.scale_down_unneeded,
+                          self.scale_down_delay_after_add, self.scale_down_utilization,
+                          self.preemption_seconds)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
