@@ -130,6 +130,8 @@ def test_a_bad_scenario_exits_2_naming_the_key(tmp_path, capsys):
     assert main(["no-such-scenario"]) == 2
     assert "not a built-in scenario (built-in: black-friday" in capsys.readouterr().err
     assert main([str(bad.with_name("small.yml")), "--set", "nokey"]) == 2
+    assert main(["step", "--load-prometheus", "http://127.0.0.1:1", "--start", "yesterday", "--end", "5"]) == 2
+    assert "--start: expected an RFC 3339 time or Unix seconds, got 'yesterday'" in capsys.readouterr().err
 
 
 def test_set_overrides_a_nested_key(tmp_path, capsys):

@@ -74,6 +74,19 @@ def _set(doc: Any, assignment: str) -> None:
         raise ScenarioError(f"--set {assignment}: {keys[-1]!r} does not exist") from None
 
 
+def _range(start: str, end: str) -> tuple[float, float]:
+    """--start and --end as Unix seconds, start before end; raises ScenarioError naming the flag."""
+    times = []
+    for flag, text in (("--start", start), ("--end", end)):
+        try:
+            times.append(timestamp(text))
+        except ValueError:
+            raise ScenarioError(f"{flag}: expected an RFC 3339 time or Unix seconds, got {text!r}") from None
+    if times[1] <= times[0]:
+        raise ScenarioError(f"--end: expected a time after --start, got {end!r}")
+    return times[0], times[1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="horizon-whatif",
@@ -115,7 +128,7 @@ def load(args: argparse.Namespace) -> Any:
     if args.load_prometheus and isinstance(doc, dict):
         if not (args.start and args.end):
             raise ScenarioError("--load-prometheus needs --start and --end")
-        start, end = timestamp(args.start), timestamp(args.end)
+        start, end = _range(args.start, args.end)
         doc["duration"] = int(end - start)
     scenario = parse_scenario(doc, path.stem, path.resolve().parent)
     if args.load_csv:
@@ -123,7 +136,7 @@ def load(args: argparse.Namespace) -> Any:
         scenario = replace(scenario, microservices=tuple(
             replace(ms, load=csv_load(file, ms.name, "--load-csv")) for ms in scenario.microservices))  # fmt: skip
     if args.load_prometheus:
-        start, end = timestamp(args.start), timestamp(args.end)
+        start, end = _range(args.start, args.end)
         scenario = replace(scenario, microservices=tuple(
             replace(ms, load=prometheus_load(PrometheusQuery(
                 args.load_prometheus, args.query.replace("{microservice}", ms.name), start, end, args.step,
