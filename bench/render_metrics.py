@@ -55,7 +55,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from exporter.collector import HorizonCollector, MetricsRenderer  # noqa: E402
 from exporter.horizon import parse_reading  # noqa: E402
 from exporter.mapping import Fixed, MicroserviceValues, QueueValues, map_reading  # noqa: E402
-from exporter.snapshot import PollOutcome, SnapshotStore, TargetState, advance  # noqa: E402
+from exporter.snapshot import PollOutcome, TargetState, advance  # noqa: E402
+from exporter.store import SnapshotStore  # noqa: E402
 from tests.payloads import topology_a  # noqa: E402
 
 GOAL = 1.25

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from . import __version__
 from .collector import MetricsRenderer
@@ -23,14 +23,15 @@ from .config import Config
 from .jsonexp.probe import Prober, check_target, scrape_timeout
 from .jsonexp.reload import ModuleReloader
 from .poller import Poller, initial_states
-from .snapshot import SnapshotStore
-from .snapshot_json import snapshot_document
+from .snapshot_json import delta_document, snapshot_document
+from .store import SnapshotStore
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", SnapshotStore)
 RENDERER = web.AppKey("renderer", MetricsRenderer)
 POLLER = web.AppKey("poller", Poller)
 SNAPSHOT_CACHE = web.AppKey("snapshot_cache", dict)
+SNAPSHOT_SERVED = web.AppKey("snapshot_served", Counter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 PROBER = web.AppKey("prober", Prober)
 MODULES = web.AppKey("modules", ModuleReloader)
@@ -45,7 +46,8 @@ _LANDING = """<!doctype html>
 <ul>
 <li><a href="metrics">/metrics</a> &mdash; Prometheus exposition</li>
 <li><a href="api/v1/snapshot">/api/v1/snapshot</a> &mdash; the latest snapshot as JSON
- (<code>?after=VERSION&amp;timeout=S</code> waits for the next one)</li>
+ (<code>?after=VERSION&amp;timeout=S</code> waits for the next one; add <code>since=REVISION&amp;instance=ID</code>
+ for only what changed)</li>
 <li><a href="healthz">/healthz</a> &mdash; alive</li>
 <li><a href="readyz">/readyz</a> &mdash; config loaded and every target polled once</li>
 <li>/probe?module=M&amp;target=URL &mdash; json_exporter-style probe with the configured modules</li>
@@ -85,24 +87,43 @@ def _float_param(request: web.Request, name: str, default: float, lo: float, hi:
     return value
 
 
+def _count_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdecimal() or not raw.isascii():
+        what = "a snapshot version" if name == "after" else "a snapshot revision"
+        raise web.HTTPBadRequest(text=f"query parameter {name}: expected {what}, got {raw!r}\n")
+    return int(raw)
+
+
 async def _snapshot(request: web.Request) -> web.Response:
     app = request.app
-    store = app[STORE]
-    if "after" in request.query:
-        raw = request.query["after"]
-        if not raw.isdecimal() or not raw.isascii():
-            raise web.HTTPBadRequest(text=f"query parameter after: expected a snapshot version, got {raw!r}\n")
+    store, config = app[STORE], app[CONFIG]
+    after = _count_param(request, "after")
+    since = _count_param(request, "since")
+    if after is not None:
         timeout = _float_param(request, "timeout", LONG_POLL_DEFAULT, 0, LONG_POLL_MAX)
-        snap = await store.wait_for_change(int(raw), timeout)
+        await store.wait_for_change(after, timeout)
+    # No await from here on: the snapshot and the change log describe the same moment.
+    snap = store.current
+    changes = None
+    if since is not None and request.query.get("instance") == store.instance:
+        changes = store.changes_since(since)
+    if changes is not None:
+        kind = "delta"
+        document = delta_document(snap, since or 0, changes, config.poll_interval, config.stale_after, store.instance)
+        body = json.dumps(document, separators=(",", ":")).encode()
     else:
-        snap = store.current
-    cache = app[SNAPSHOT_CACHE]
-    if cache.get("version") != snap.version:
-        config = app[CONFIG]
-        document = snapshot_document(snap, config.poll_interval, config.stale_after)
-        cache["body"] = json.dumps(document, separators=(",", ":")).encode()
-        cache["version"] = snap.version
-    return web.Response(body=cache["body"], content_type="application/json")
+        kind = "full"
+        cache = app[SNAPSHOT_CACHE]
+        if cache.get("revision") != snap.revision:
+            document = snapshot_document(snap, config.poll_interval, config.stale_after, store.instance)
+            cache["body"] = json.dumps(document, separators=(",", ":")).encode()
+            cache["revision"] = snap.revision
+        body = cache["body"]
+    app[SNAPSHOT_SERVED].labels(kind).inc(len(body))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def _probe(request: web.Request) -> web.Response:
@@ -147,8 +168,12 @@ def create_app(
     app[CONFIG] = config
     app[STORE] = store
     app[MODULES] = reloader
-    app[RENDERER] = MetricsRenderer(store, registry, lambda: (store.current.version, reloader.generation))
+    app[RENDERER] = MetricsRenderer(store, registry, lambda: (store.revision, reloader.generation))
     app[SNAPSHOT_CACHE] = {}
+    app[SNAPSHOT_SERVED] = Counter(
+        "horizon_exporter_snapshot_bytes", "Bytes of /api/v1/snapshot answers by kind (full or delta).", ["kind"],
+        registry=registry,
+    )  # fmt: skip
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=config.max_concurrency * 3, ttl_dns_cache=30)

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="HOST:PORT", help=f"where to serve (default {DEFAULT_LISTEN})")
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="poll every target this often (default 1)")
     p.add_argument(
+        "--stats-interval", type=float, metavar="SECONDS",
+        help="poll /api/stats (which feeds no scaling decision) this often (default 10; at most every poll)",
+    )  # fmt: skip
+    p.add_argument(
         "--timeout", type=float, metavar="SECONDS",
         help="per-request timeout to Horizon (default 5); a target's own timeout in the file is kept",
     )  # fmt: skip
@@ -63,11 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    for name in ("config", "listen", "poll_interval", "timeout", "stale_after", "log_level"):
+    for name in ("config", "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "log_level"):
         if getattr(args, name) is None:
             raw = env.get(ENV_PREFIX + name.upper())
             if raw:
-                if name in ("poll_interval", "timeout", "stale_after"):
+                if name in ("poll_interval", "stats_interval", "timeout", "stale_after"):
                     try:
                         setattr(args, name, float(raw))
                     except ValueError:
@@ -90,11 +94,13 @@ def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     if args.listen is not None:
         split_listen(args.listen)
         changes["listen"] = args.listen
-    for name in ("poll_interval", "timeout", "stale_after"):
+    for name in ("poll_interval", "stats_interval", "timeout", "stale_after"):
         value = getattr(args, name)
         if value is not None:
-            if value <= 0:
-                raise ConfigError("--" + name.replace("_", "-"), "", f"expected a positive number, got {value}")
+            zero_ok = name == "stats_interval"  # 0: every poll
+            if value < 0 or (value == 0 and not zero_ok) or value != value:
+                wanted = "a number ≥ 0" if zero_ok else "a positive number"
+                raise ConfigError("--" + name.replace("_", "-"), "", f"expected {wanted}, got {value}")
             changes[name] = value
     # The flag replaces the file's top-level timeout, which file targets inherit unless they set their own.
     config = load_config(args.config, env, timeout=args.timeout) if args.config else Config(targets=())

@@ -1,25 +1,32 @@
 """Fetch one Horizon's `/api/stats`, `/api/workload` and `/api/masters` concurrently over a shared session.
 
-Every failure becomes a `FetchError` with a short `reason` (the `reason` label of the errors metric) and a message
-naming the endpoint; secrets (headers, tokens, passwords) never appear in either.
+A body identical to the endpoint's previous one (same digest) is not decoded again: its parsed value is reused,
+and when all three are, so is the whole `HorizonReading` object (the poller then skips mapping). `/api/stats`
+feeds no scaling decision and is fetched only every `stats_interval` seconds. Every failure becomes a
+`FetchError` with a short `reason` (the `reason` label of the errors metric) and a message naming the endpoint;
+secrets (headers, tokens, passwords) never appear in either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 import ssl
+import time
 from base64 import b64encode
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 from .config import TargetConfig, TLSConfig, redact_url
-from .horizon import HorizonReading, SchemaError, parse_reading
+from .horizon import HorizonReading, SchemaError, parse_masters, parse_stats, parse_workload
 
 ENDPOINTS = ("stats", "workload", "masters")
+_PARSERS = {"stats": parse_stats, "workload": parse_workload, "masters": parse_masters}
 
 
 class FetchError(Exception):
@@ -127,8 +134,23 @@ class TargetClient:
     `FetchError("tls")`: the target shows the problem on its metrics instead of never polling.
     """
 
-    def __init__(self, target: TargetConfig, session: aiohttp.ClientSession, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        target: TargetConfig,
+        session: aiohttp.ClientSession,
+        max_body_bytes: int,
+        *,
+        stats_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
+        self.stats_interval = stats_interval
+        self._clock = clock
+        self._stats_at: float | None = None
+        # Per endpoint: digest of the last body and what it parsed to (bounded: three entries).
+        self._parsed: dict[str, tuple[bytes, Any]] = {}
+        self._last: HorizonReading | None = None
+        self.decoded = 0  # bodies decoded (not reused); read by tests
         self._session = session
         self._max_body = max_body_bytes
         self._ssl: ssl.SSLContext | bool | None = True if target.url.startswith("http://") else None
@@ -157,24 +179,58 @@ class TargetClient:
                 raise FetchError("tls", f"tls.{exc.key}: {exc}") from None
         return self._ssl
 
+    def forget(self) -> None:
+        """Drop what the last polls parsed (after a failure): the next poll fetches and decodes everything."""
+        self._parsed.clear()
+        self._last = None
+        self._stats_at = None
+
     async def fetch(self) -> HorizonReading:
-        """Fetch and parse the three endpoints; raise `FetchError` on the first failure in endpoint order."""
+        """Fetch and parse the endpoints due; raise `FetchError` on the first failure in endpoint order."""
         self._tls()
         headers = self._headers()
+        now = self._clock()
+        stats_due = self._stats_at is None or "stats" not in self._parsed or now - self._stats_at >= self.stats_interval
+        endpoints = ENDPOINTS if stats_due else ENDPOINTS[1:]
         results = await asyncio.gather(
-            *(self._get_json(endpoint, headers) for endpoint in ENDPOINTS), return_exceptions=True
+            *(self._get_parsed(endpoint, headers) for endpoint in endpoints), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 if isinstance(result, FetchError | asyncio.CancelledError):
                     raise result
                 raise FetchError("internal", f"unexpected {type(result).__name__}: {result}")
+        if stats_due:
+            self._stats_at = now
+        stats, workload, masters = (self._parsed[e][1] for e in ENDPOINTS)
+        last = self._last
+        if last is not None and last.stats is stats and last.workload is workload and last.masters is masters:
+            return last
+        self._last = HorizonReading(stats=stats, workload=workload, masters=masters)
+        return self._last
+
+    async def _get_parsed(self, endpoint: str, headers: dict[str, str]) -> None:
+        body = await self._get_body(endpoint, headers)
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        cached = self._parsed.get(endpoint)
+        if cached is not None and cached[0] == digest:
+            return
+        where = f"GET /api/{endpoint}"
         try:
-            return parse_reading(*results)
+            decoded = json.loads(body)
+        except ValueError as exc:
+            raise FetchError("invalid_json", f"{where}: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise FetchError("invalid_json", f"{where}: invalid JSON: nested too deeply to decode") from None
+        del body
+        try:
+            parsed = _PARSERS[endpoint](decoded)
         except SchemaError as exc:
             raise FetchError("schema", str(exc)) from None
+        self.decoded += 1
+        self._parsed[endpoint] = (digest, parsed)
 
-    async def _get_json(self, endpoint: str, headers: dict[str, str]) -> Any:
+    async def _get_body(self, endpoint: str, headers: dict[str, str]) -> bytes:
         url = f"{self.target.url}/api/{endpoint}"
         where = f"GET /api/{endpoint}"
         try:
@@ -193,14 +249,8 @@ class TargetClient:
                 if "json" not in ctype.lower():
                     # Horizon's catch-all route answers unknown paths and login pages with HTML and 200.
                     raise FetchError("not_json", f"{where}: expected application/json, got {ctype or 'no type'!r}")
-                body = await read_capped(resp, self._max_body, where)
+                return await read_capped(resp, self._max_body, where)
         except FetchError:
             raise
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise client_error(exc, where, self.target.timeout) from None
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise FetchError("invalid_json", f"{where}: invalid JSON: {exc}") from None
-        except RecursionError:
-            raise FetchError("invalid_json", f"{where}: invalid JSON: nested too deeply to decode") from None

@@ -21,7 +21,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .snapshot import Snapshot, SnapshotStore
+from .snapshot import Snapshot
+from .store import SnapshotStore
 
 HORIZON_STATUSES = ("running", "paused", "inactive")
 

@@ -72,6 +72,7 @@ class Config:
     targets: tuple[TargetConfig, ...]
     listen: str = DEFAULT_LISTEN
     poll_interval: float = 1.0
+    stats_interval: float = 10.0
     timeout: float = 5.0
     stale_after: float = 60.0
     backoff_max: float = 30.0
@@ -193,7 +194,7 @@ _TARGET_KEYS = (
     "bearer_token_file", "basic_auth", "tls", "timeout",
 )  # fmt: skip
 _TOP_KEYS = (
-    "listen", "poll_interval", "timeout", "stale_after", "backoff_max", "max_concurrency",
+    "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "backoff_max", "max_concurrency",
     "max_body_bytes", "probe_concurrency", "probe_timeout_max", "targets", "modules",
 )  # fmt: skip
 
@@ -339,6 +340,7 @@ def parse_config(
         targets=tuple(targets),
         listen=listen,
         poll_interval=r.number("poll_interval", 1.0, minimum=0.05),
+        stats_interval=r.number("stats_interval", 10.0, minimum=0),
         timeout=timeout,
         stale_after=r.number("stale_after", 60.0, minimum=0),
         backoff_max=r.number("backoff_max", 30.0, minimum=0.05),

@@ -1,7 +1,8 @@
 """Poll every target on its own timer: jittered start, bounded concurrency, capped exponential backoff.
 
 One loop per target, so one target never has two polls in flight; each result goes through `snapshot.advance`
-into the store. A failing target's kept values are dropped on time even while backoff spaces its polls.
+into the store. A reading the client hands back unchanged (same bodies) is not mapped again. A failing target's
+kept values are dropped on time even while backoff spaces its polls.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
 from .client import FetchError, TargetClient
 from .config import Config, TargetConfig
-from .mapping import map_reading
-from .snapshot import PollOutcome, SnapshotStore, TargetError, TargetState, advance, expire
+from .horizon import HorizonReading
+from .mapping import MicroserviceValues, map_reading
+from .snapshot import PollOutcome, TargetError, TargetState, advance, expire
+from .store import SnapshotStore
 
 log = logging.getLogger("horizon_keda.poller")
 
@@ -58,6 +61,8 @@ class Poller:
         self._clock = clock
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
+        # Per target: the last reading mapped and what it mapped to (one entry per target).
+        self._mapped: dict[str, tuple[HorizonReading, Mapping[str, MicroserviceValues]]] = {}
 
     def start(self) -> None:
         """Start one task per target."""
@@ -81,7 +86,10 @@ class Poller:
             except FetchError as exc:
                 return PollOutcome(started, time.perf_counter() - t0, error=TargetError(exc.reason, str(exc)))
             duration = time.perf_counter() - t0
-        microservices = map_reading(reading, client.target.rule)
+        name = client.target.name
+        last = self._mapped.get(name)
+        reused = last is not None and last[0] is reading
+        microservices = last[1] if last is not None and reused else map_reading(reading, client.target.rule)
         return PollOutcome(started, duration, reading=reading, microservices=microservices)
 
     async def _loop(self, target: TargetConfig) -> None:
@@ -95,16 +103,26 @@ class Poller:
                 # Built inside the try: a target whose client cannot be built shows an error instead of a task
                 # that died before its first poll.
                 if client is None:
-                    client = TargetClient(target, self._session, self._config.max_body_bytes)
+                    client = TargetClient(
+                        target, self._session, self._config.max_body_bytes, stats_interval=self._config.stats_interval
+                    )
                 outcome = await self.poll_once(client)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not kill the loop; it is counted and shown instead
                 log.exception("target %s: poll failed unexpectedly", target.name)
                 outcome = PollOutcome(self._clock(), 0.0, error=TargetError("internal", repr(exc)))
-            previous = self._store.current.targets[target.name]
+            previous = self._store.state(target.name)
+            if previous is None:
+                return  # the target left the configuration while this poll ran
             state = advance(previous, outcome, self._config.stale_after)
             self._store.update(state)
+            if outcome.reading is not None and state.up:
+                self._mapped[target.name] = (outcome.reading, state.microservices)
+            else:
+                self._mapped.pop(target.name, None)
+                if client is not None:
+                    client.forget()
             if outcome.error is None:
                 if failures:
                     log.info("target %s: recovered after %d failed polls", target.name, failures)
@@ -125,7 +143,9 @@ class Poller:
             expires_in = state.last_success_at + self._config.stale_after - self._clock()
             if 0 <= expires_in < delay:
                 await asyncio.sleep(expires_in)
-                current = self._store.current.targets[target.name]
+                current = self._store.state(target.name)
+                if current is None:
+                    return
                 expired = expire(current, self._clock(), self._config.stale_after)
                 if expired is not current:
                     self._store.update(expired)

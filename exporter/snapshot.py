@@ -1,14 +1,12 @@
-"""Immutable snapshots of every target's latest poll, and the store that swaps them for lock-free readers.
+"""Immutable snapshots of every target's latest poll: target states, their pure transitions, the merged view.
 
-The poller builds a new `TargetState` per poll (`advance`, pure) and the store swaps in a new `Snapshot`;
-readers (collector, snapshot API, scaler) take `store.current` and never see half an update. Subscribers await
-`store.wait_for_change(version)`.
+The poller builds a new `TargetState` per poll (`advance`, pure) and hands it to the store (store.py); readers
+(collector, snapshot API) take `store.current`, a `Snapshot`, and never see half an update.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
@@ -60,6 +58,19 @@ class TargetState:
         return not self.up and self.last_success_at is not None and bool(self.microservices)
 
 
+def reuse_unchanged(
+    old: Mapping[str, MicroserviceValues], new: Mapping[str, MicroserviceValues]
+) -> Mapping[str, MicroserviceValues]:
+    """`new` as a read-only mapping in which values equal to `old`'s are `old`'s own objects (so an unchanged
+    microservice keeps its identity and readers compare with `is`); `old` itself when nothing changed."""
+    if new is old:
+        return old
+    merged = {name: (prev if (prev := old.get(name)) is not None and prev == v else v) for name, v in new.items()}
+    if len(merged) == len(old) and all(old.get(n) is v for n, v in merged.items()):
+        return old
+    return MappingProxyType(merged)
+
+
 def advance(state: TargetState, outcome: PollOutcome, stale_after: float) -> TargetState:
     """The target's next state after `outcome`: a failure keeps the last good values, expired after `stale_after`."""
     now = outcome.started_at + outcome.duration_seconds
@@ -75,9 +86,9 @@ def advance(state: TargetState, outcome: PollOutcome, stale_after: float) -> Tar
             last_success_at=outcome.started_at,
             duration_seconds=outcome.duration_seconds,
             error=None,
-            stats=outcome.reading.stats,
-            masters=masters,
-            microservices=MappingProxyType(dict(outcome.microservices)),
+            stats=outcome.reading.stats if outcome.reading.stats != state.stats else state.stats,
+            masters=masters if masters != state.masters else state.masters,
+            microservices=reuse_unchanged(state.microservices, outcome.microservices),
         )
     error = outcome.error or TargetError("internal", "poll produced neither a reading nor an error")
     errors = dict(state.errors_total)
@@ -125,6 +136,8 @@ class Snapshot:
     version: int
     generated_at: float
     targets: Mapping[str, TargetState]
+    revision: int = 0
+    owners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -153,6 +166,22 @@ class Snapshot:
                 )
         return MappingProxyType(out)
 
+    def entry(self, name: str) -> MicroserviceEntry | None:
+        """One microservice's entry (as in `microservices`) without building the whole view."""
+        owners = self.owners.get(name)
+        if not owners:
+            return None
+        target = self.targets[owners[0]]
+        values = target.microservices.get(name)
+        return MicroserviceEntry(
+            name=name,
+            target=target.name,
+            up=target.up,
+            stale=target.stale and values is not None,
+            fetched_at=target.last_success_at if values is not None else None,
+            values=values,
+        )
+
     @cached_property
     def duplicate_microservices(self) -> tuple[str, ...]:
         """Microservice names that more than one target reports (only the first target's values are used)."""
@@ -164,56 +193,3 @@ class Snapshot:
                     dups.append(name)
                 seen.setdefault(name, target.name)
         return tuple(dups)
-
-
-class SnapshotStore:
-    """Holds the current snapshot; `update` swaps in a new one and wakes every waiter."""
-
-    def __init__(self, targets: Mapping[str, TargetState], clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._current = Snapshot(version=1, generated_at=clock(), targets=MappingProxyType(dict(targets)))
-        self._changed = asyncio.Event()
-        self._closed = False
-
-    @property
-    def current(self) -> Snapshot:
-        """The latest snapshot; safe to read from any coroutine without locking."""
-        return self._current
-
-    @property
-    def closed(self) -> bool:
-        """The store is shutting down; waiters return at once."""
-        return self._closed
-
-    def update(self, state: TargetState) -> Snapshot:
-        """Replace one target's state and publish a new snapshot."""
-        old = self._current
-        # MappingProxyType.copy() copies the underlying dict at C speed; dict(proxy) iterates it in Python.
-        targets = old.targets.copy()
-        targets[state.name] = state
-        self._current = Snapshot(version=old.version + 1, generated_at=self._clock(), targets=MappingProxyType(targets))
-        self._wake()
-        return self._current
-
-    def _wake(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
-
-    def close(self) -> None:
-        """Release every waiter (used on shutdown)."""
-        self._closed = True
-        self._wake()
-
-    async def wait_for_change(self, after_version: int, timeout: float) -> Snapshot:
-        """Return the first snapshot newer than `after_version`, or the current one after `timeout` seconds."""
-        if self._current.version > after_version or self._closed:
-            return self._current
-        event = self._changed
-        try:
-            async with asyncio.timeout(timeout):
-                while self._current.version <= after_version and not self._closed:
-                    await event.wait()
-                    event = self._changed
-        except TimeoutError:
-            pass
-        return self._current

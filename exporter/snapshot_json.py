@@ -1,10 +1,11 @@
-"""The snapshot as the JSON document of `/api/v1/snapshot` (contract in docs/snapshot-api.md)."""
+"""The snapshot as the JSON documents of `/api/v1/snapshot`: the full one and the delta (docs/snapshot-api.md)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .snapshot import Snapshot, TargetState
+from .snapshot import MicroserviceEntry, Snapshot, TargetState
+from .store import Changes
 
 
 def _target(t: TargetState) -> dict[str, Any]:
@@ -25,32 +26,76 @@ def _target(t: TargetState) -> dict[str, Any]:
     }
 
 
-def snapshot_document(snap: Snapshot, poll_interval: float, stale_after: float) -> dict[str, Any]:
-    """Plain JSON-ready dict of a snapshot."""
-    microservices: dict[str, Any] = {}
-    for name, e in snap.microservices.items():
-        v = e.values
-        microservices[name] = {
-            "target": e.target,
-            "up": e.up,
-            "stale": e.stale,
-            "fetched_at": e.fetched_at,
-            "processes": v.processes if v else None,
-            "max_processes": v.max_processes if v else None,
-            "supervisors": dict(v.supervisors) if v else {},
-            "queues": {
-                q: {"length": qv.length, "wait_seconds": qv.wait_seconds, "processes": qv.processes}
-                for q, qv in v.queues.items()
-            }
-            if v
-            else {},
-        }
+def _microservice(e: MicroserviceEntry) -> dict[str, Any]:
+    v = e.values
     return {
+        "target": e.target,
+        "up": e.up,
+        "stale": e.stale,
+        "fetched_at": e.fetched_at,
+        "processes": v.processes if v else None,
+        "max_processes": v.max_processes if v else None,
+        "supervisors": dict(v.supervisors) if v else {},
+        "queues": {
+            q: {"length": qv.length, "wait_seconds": qv.wait_seconds, "processes": qv.processes}
+            for q, qv in v.queues.items()
+        }
+        if v
+        else {},
+    }
+
+
+def _head(snap: Snapshot, kind: str, instance: str, poll_interval: float, stale_after: float) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "instance": instance,
         "version": snap.version,
+        "revision": snap.revision,
         "generated_at": snap.generated_at,
         "ready": snap.ready,
         "poll_interval_seconds": poll_interval,
         "stale_after_seconds": stale_after,
+    }
+
+
+def snapshot_document(snap: Snapshot, poll_interval: float, stale_after: float, instance: str = "") -> dict[str, Any]:
+    """The full document: every target and every microservice."""
+    return {
+        **_head(snap, "full", instance, poll_interval, stale_after),
         "targets": {name: _target(t) for name, t in snap.targets.items()},
+        "microservices": {name: _microservice(e) for name, e in snap.microservices.items()},
+    }
+
+
+def delta_document(
+    snap: Snapshot, since: int, changes: Changes, poll_interval: float, stale_after: float, instance: str
+) -> dict[str, Any]:
+    """What changed after revision `since`: changed targets and microservices whole, removed ones by name.
+
+    A microservice whose values did not change is not sent even when its target's health or freshness did: the
+    client derives its `up`, `stale` and `fetched_at` from the target (docs/snapshot-api.md).
+    """
+    targets: dict[str, Any] = {}
+    removed_targets: list[str] = []
+    for name in sorted(changes.targets):
+        t = snap.targets.get(name)
+        if t is None:
+            removed_targets.append(name)
+        else:
+            targets[name] = _target(t)
+    microservices: dict[str, Any] = {}
+    removed: list[str] = []
+    for name in sorted(changes.microservices):
+        e = snap.entry(name)
+        if e is None:
+            removed.append(name)
+        else:
+            microservices[name] = _microservice(e)
+    return {
+        **_head(snap, "delta", instance, poll_interval, stale_after),
+        "since": since,
+        "targets": targets,
+        "removed_targets": removed_targets,
         "microservices": microservices,
+        "removed_microservices": removed,
     }

@@ -1,4 +1,9 @@
-"""Source that follows the exporter's `/api/v1/snapshot?after=N&timeout=S` long-poll (the sidecar topology)."""
+"""Source that follows the exporter's snapshot feed (the sidecar topology): one full document, then deltas.
+
+`/api/v1/snapshot?after=VERSION&timeout=S&since=REVISION&instance=ID` answers when something visible changed (or
+after S seconds) with what changed since the copy the scaler holds; an exporter that does not know that copy (it
+restarted, or the scaler fell too far behind) answers with the full document, and so does an older exporter.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
 
 import aiohttp
 
+from .feed import Feed, OutOfStep
 from .metadata import Trigger
-from .readings import ExporterView, Unavailable, parse_document, read_value
+from .readings import ExporterView, Located, Unavailable, read_value
 from .source import Source
 
 log = logging.getLogger("horizon_keda.scaler.snapshot")
@@ -53,8 +61,12 @@ class SnapshotSource(Source):
         self.url = exporter_url.rstrip("/") + "/api/v1/snapshot"
         self.max_staleness = max_staleness
         self.max_body_bytes = max_body_bytes
-        # The exporter answers a long-poll at the latest after `wait` seconds, which keeps `received_at` fresh.
+        # The exporter answers a long-poll at the latest after `wait` seconds; that answer carries the targets'
+        # freshness (a poll that changed nothing visible wakes no one), so the data the scaler holds is at most
+        # wait + one poll interval old: `wait` leaves room for both within max_staleness.
         self.wait = min(30.0, max(0.5, max_staleness / 2))
+        self._feed: Feed | None = None
+        self.fulls = self.deltas = 0  # documents applied, by kind (tests and logs)
         self._clock = clock
         self._backoff = (backoff_initial, backoff_max)
         self._view: ExporterView | None = None
@@ -97,38 +109,67 @@ class SnapshotSource(Source):
             raise Unavailable(f"exporter {self.url}: no answer for {now - view.received_at:.1f}s")
         return read_value(view, trigger, now, self.max_staleness)
 
-    async def _fetch(self, after: int | None) -> ExporterView:
+    def _wait_for(self, feed: Feed) -> float:
+        poll = feed.poll_interval
+        return min(self.wait, max(0.5, (self.max_staleness - poll) / 2)) if poll is not None else self.wait
+
+    async def _fetch(self, feed: Feed | None) -> tuple[Any, float]:
         assert self._session is not None
-        params = {} if after is None else {"after": str(after), "timeout": f"{self.wait:g}"}
-        timeout = aiohttp.ClientTimeout(total=self.wait + 5.0, connect=2.0)
+        params: dict[str, str] = {}
+        wait = 0.0
+        if feed is not None:
+            wait = self._wait_for(feed)
+            params = {"after": str(feed.version), "timeout": f"{wait:g}"}
+            if feed.can_follow_deltas:
+                params.update(since=str(feed.revision), instance=str(feed.instance))
+        timeout = aiohttp.ClientTimeout(total=wait + 5.0, connect=2.0)
         async with self._session.get(self.url, params=params, timeout=timeout) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status} from the snapshot API")
             if resp.content_type != "application/json":
                 raise ValueError(f"not JSON (Content-Type {resp.content_type})")
             body = await read_capped(resp, self.max_body_bytes)
-        return parse_document(json.loads(body), self._clock())
+        return json.loads(body), self._clock()
+
+    def _take(self, doc: Any, received_at: float) -> ExporterView:
+        """Apply one answer to the copy and make the view readers use (memos kept for untouched microservices)."""
+        old = self._view
+        if isinstance(doc, dict) and doc.get("kind") == "delta" and self._feed is not None:
+            touched: set[str] | None = self._feed.apply(doc)
+            self.deltas += 1
+        else:
+            self._feed = Feed.from_document(doc)
+            touched = None
+            self.fulls += 1
+        feed = self._feed
+        located: dict[Trigger, Located] = {}
+        if old is not None and touched is not None:
+            located = {t: loc for t, loc in old.located.items() if t.microservice not in touched}
+        return ExporterView(feed.version, received_at, MappingProxyType(feed.microservices), located)
 
     async def _follow(self) -> None:
         backoff = self._backoff[0]
-        after: int | None = None
         while True:
             try:
-                view = await self._fetch(after)
+                doc, received_at = await self._fetch(self._feed)
+                view = self._take(doc, received_at)
+            except OutOfStep as exc:
+                log.info("exporter %s: %s; asking for the full snapshot", self.url, exc)
+                self._feed = None
+                continue
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 reason = str(exc) or type(exc).__name__
                 if self._error is None:
                     log.warning("exporter %s unreachable: %s; retrying with backoff", self.url, reason)
                 self._error = f"unreachable: {reason}"
                 self.changes.publish()
-                # Ask for the current snapshot on reconnect: a restarted exporter may never pass our old version.
-                after = None
+                # Ask for the whole snapshot on reconnect: a restarted exporter may never pass our old version.
+                self._feed = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff[1])
                 continue
             if self._error is not None and self._view is not None:
                 log.info("exporter %s reachable again at snapshot version %d", self.url, view.version)
             backoff = self._backoff[0]
-            # Always take the answer: a restarted exporter counts from 1 again.
-            self._view, self._error, after = view, None, view.version
+            self._view, self._error = view, None
             self.changes.publish()

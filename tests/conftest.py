@@ -67,12 +67,16 @@ async def make_exporter() -> AsyncIterator[Callable[[Config], Awaitable[TestClie
 
 
 async def wait_for(client: TestClient, predicate: Callable[[Snapshot], bool], timeout: float = 10.0) -> Snapshot:
-    """Wait (event-driven) until the exporter's snapshot satisfies `predicate`."""
+    """Wait until the exporter's snapshot satisfies `predicate`.
+
+    Checked every 10 ms: freshness (attempts, times) advances without a new version, so waiting on versions
+    alone would miss it."""
     store = client.app[STORE]
     async with asyncio.timeout(timeout):
         snap = store.current
         while not predicate(snap):
-            snap = await store.wait_for_change(snap.version, timeout)
+            await asyncio.sleep(0.01)
+            snap = store.current
     return snap
 
 

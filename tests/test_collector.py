@@ -10,7 +10,8 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from exporter.collector import HorizonCollector, MetricsRenderer, render_text
 from exporter.horizon import parse_reading
 from exporter.mapping import Fixed, map_reading
-from exporter.snapshot import PollOutcome, SnapshotStore, TargetError, TargetState, advance
+from exporter.snapshot import PollOutcome, TargetError, TargetState, advance
+from exporter.store import SnapshotStore
 from tests.payloads import topology_a
 
 
@@ -55,10 +56,10 @@ async def test_renderer_text_and_openmetrics_with_extra_collectors():
 
 async def test_concurrent_scrapes_share_one_render():
     store = odd_store()
-    renderer = MetricsRenderer(store, CollectorRegistry(), lambda: store.current.version)
+    renderer = MetricsRenderer(store, CollectorRegistry(), lambda: store.revision)
     bodies = await asyncio.gather(*(renderer.render(None) for _ in range(10)))
     assert len({b for b, _ in bodies}) == 1
     assert renderer.renders == 1
-    store.update(store.current.targets["billing"])  # a new version: the next scrape renders again
+    store.update(store.current.targets["billing"])  # a new revision: the next scrape renders again
     await renderer.render(None)
     assert renderer.renders == 2

@@ -9,6 +9,7 @@ import re
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app import STORE
 from exporter.config import Config, TargetConfig
 from exporter.mapping import Pattern
 from tests.conftest import fixed_target, wait_for
@@ -122,17 +123,24 @@ async def test_metrics_render_once_per_snapshot_version(horizon, make_exporter):
 
 
 async def test_snapshot_api_and_long_poll(horizon, make_exporter):
-    _fake, url = horizon
+    fake, url = horizon
     client = await make_exporter(config(fixed_target("orders", url), poll_interval=0.2))
-    snap = await wait_for(client, lambda s: s.targets["orders"].up)
+    await wait_for(client, lambda s: s.targets["orders"].up)
     doc = await (await client.get("/api/v1/snapshot")).json()
     ms = doc["microservices"]["orders"]
     assert doc["ready"] is True
     assert ms["up"] is True and ms["stale"] is False and ms["processes"] == 9.0
     assert ms["queues"]["default"] == {"length": 42.0, "wait_seconds": 12.0, "processes": 6.0}
     assert doc["targets"]["orders"]["error"] is None
-    later = await (await client.get(f"/api/v1/snapshot?after={snap.version + 1}&timeout=10")).json()
-    assert later["version"] > snap.version + 1
+    await asyncio.sleep(0.05)  # the version of the first poll is out (visible changes are coalesced)
+    version = client.app[STORE].version
+    waiting = asyncio.ensure_future(client.get(f"/api/v1/snapshot?after={version}&timeout=10"))
+    await asyncio.sleep(0.5)  # polls that change nothing a reader sees do not answer the long-poll
+    assert not waiting.done()
+    fake.payloads["workload"][0]["length"] = 43
+    later = await (await waiting).json()
+    assert later["version"] == version + 1 and later["kind"] == "full"
+    assert later["microservices"]["orders"]["queues"]["default"]["length"] == 43.0
     resp = await client.get("/api/v1/snapshot?after=abc")
     assert resp.status == 400 and "after" in await resp.text()
     resp = await client.get("/api/v1/snapshot?after=1&timeout=600")
@@ -142,9 +150,11 @@ async def test_snapshot_api_and_long_poll(horizon, make_exporter):
 async def test_long_poll_times_out_with_current_snapshot(horizon, make_exporter):
     _, url = horizon
     client = await make_exporter(config(fixed_target("orders", url), poll_interval=60))
-    snap = await wait_for(client, lambda s: s.targets["orders"].up)
-    doc = await (await client.get(f"/api/v1/snapshot?after={snap.version}&timeout=0.2")).json()
-    assert doc["version"] == snap.version
+    await wait_for(client, lambda s: s.targets["orders"].up)
+    await asyncio.sleep(0.05)  # the version of the first poll is out (visible changes are coalesced)
+    version = client.app[STORE].version
+    doc = await (await client.get(f"/api/v1/snapshot?after={version}&timeout=0.2")).json()
+    assert doc["version"] == version
 
 
 async def test_health_ready_and_landing(horizon, make_exporter):

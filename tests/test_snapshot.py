@@ -7,7 +7,8 @@ import asyncio
 from exporter.horizon import parse_reading
 from exporter.mapping import Fixed, map_reading
 from exporter.poller import backoff_delay
-from exporter.snapshot import PollOutcome, SnapshotStore, TargetError, TargetState, advance, expire
+from exporter.snapshot import PollOutcome, TargetError, TargetState, advance, expire
+from exporter.store import SnapshotStore
 from tests.payloads import topology_a
 
 

@@ -1,0 +1,606 @@
+"""Fleet efficiency of the running processes: the real `horizon-exporter` and `horizon-scaler` against a fake fleet.
+
+What runs (all on 127.0.0.1, each its own process)
+--------------------------------------------------
+* fleet: this script with `--serve`: N fake Horizons built with `simulator.payloads` (Horizon 5's exact shapes),
+  one path prefix each (`/<name>/horizon/api/...`), bodies pre-serialised. Every second `--churn` of the
+  microservices (default 5 %) change: queue length and wait, jobs per minute, and ±1 process on their supervisor
+  — that Horizon's three bodies change. Flip subjects (below) never churn.
+* exporter: `.venv/bin/horizon-exporter --config <generated>` polling every `--poll` seconds.
+* scaler: `.venv/bin/horizon-scaler --exporter <exporter>` following the exporter's snapshot feed.
+* this process: a gRPC client holding StreamIsActive open for `--subjects` microservices and flipping their
+  process count across the activation threshold (POST to the fleet, which applies the change and answers with
+  the time it did) at random phases of the poll cycle: Horizon change → pushed `true` latency. It also scrapes
+  the exporter's /metrics every 15 s, as Prometheus would.
+* baseline (same run, right after, same fleet): a bare aiohttp process making the same GETs — three per target per
+  poll interval, the exporter's connector limit and concurrency bound — and reading the bodies, nothing else.
+
+Figures, over `--seconds` of steady state after `--warmup`: CPU share of each process (utime + stime from
+/proc/PID/stat over wall time; 100 % = one core), RSS (VmRSS at the end, VmHWM = peak), snapshot versions per
+second, bytes the scaler read from the snapshot API per second (exporter counter), push latency p50/p99. For the
+one-Horizon case also `/metrics`: our exporter's response time while polling runs vs prometheus_client's own
+server (`start_http_server`, in a child process) serving the same samples, interleaved, medians.
+
+Run from the repository root:
+    .venv/bin/python bench/fleet.py                      # cases a:1, a:100, a:1000, b:10000 (~5 min)
+    .venv/bin/python bench/fleet.py --cases a:1000 --seconds 60
+    .venv/bin/python bench/fleet.py --cases b:10000 --profile    # py-spy of the exporter (pip install py-spy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+THRESHOLD = 8.0  # processes: the subjects idle at 1-2 and flip to 20
+GOALS = {
+    "a:1000": {"exporter_cpu": 35.0, "scaler_cpu": 5.0, "push_p99": 1.5},
+    "b:10000": {"exporter_rss": 150.0, "exporter_cpu": 25.0, "metrics_ratio": 1.1},
+}
+
+
+# ---------------------------------------------------------------------------------------------------- the fleet
+
+
+def _specs(kind: str, n: int) -> list[Any]:
+    from simulator.model import HorizonSpec, MicroserviceSpec, QueueSpec, SupervisorSpec
+
+    if kind == "a":  # one Horizon per microservice, two queues, one balanced supervisor, two pods
+        return [
+            HorizonSpec(f"ms{i:05d}", (MicroserviceSpec(
+                f"ms{i:05d}",
+                queues=(QueueSpec("default", 0.6, 1.0, 10.0), QueueSpec("emails", 1.5, 0.2, 2.0)),
+                supervisors=(SupervisorSpec("supervisor-1", ("default", "emails"), max_processes=20),),
+                pods=2,
+            ),))
+            for i in range(n)
+        ]  # fmt: skip
+    microservices = tuple(
+        MicroserviceSpec(
+            f"ms{i:05d}",
+            queues=(QueueSpec(f"ms{i:05d}-jobs", 0.5, 0.5, 5.0),),
+            supervisors=(SupervisorSpec(f"ms{i:05d}-worker", (f"ms{i:05d}-jobs",), max_processes=20),),
+        )
+        for i in range(n)
+    )
+    return [HorizonSpec("core", microservices)]
+
+
+@dataclass
+class FakeHorizon:
+    """One fake Horizon's payloads (mutable dicts) and their serialised bodies."""
+
+    name: str
+    payloads: dict[str, Any]
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    dirty: bool = True
+
+    def serialise(self) -> None:
+        if self.dirty:
+            self.bodies = {k: json.dumps(v).encode() for k, v in self.payloads.items()}
+            self.dirty = False
+
+
+class Fleet:
+    """The fake fleet: payloads per Horizon and, per microservice, the dicts to change."""
+
+    def __init__(self, kind: str, n: int, seed: int = 1) -> None:
+        from simulator.model import Fleet as ModelFleet
+        from simulator.payloads import horizon_payloads
+
+        self.rng = random.Random(seed)
+        model = ModelFleet(_specs(kind, n), seed)
+        self.horizons: dict[str, FakeHorizon] = {}
+        self.supervisors: dict[str, list[dict[str, Any]]] = {}  # microservice -> its supervisors (every master)
+        self.rows: dict[str, list[dict[str, Any]]] = {}  # microservice -> its workload rows
+        self.owner: dict[str, FakeHorizon] = {}
+        for name, state in model.horizons.items():
+            stats, workload, masters = horizon_payloads(state)
+            h = FakeHorizon(name, {"stats": stats, "workload": workload, "masters": masters})
+            self.horizons[name] = h
+            for master in masters.values():
+                for sup in master["supervisors"]:
+                    ms = name if kind == "a" else sup["name"].split(":", 1)[1].removesuffix("-worker")
+                    self.supervisors.setdefault(ms, []).append(sup)
+                    self.owner[ms] = h
+            for row in workload:
+                ms = name if kind == "a" else row["name"].removesuffix("-jobs")
+                self.rows.setdefault(ms, []).append(row)
+        self.microservices = sorted(self.supervisors)
+        for h in self.horizons.values():
+            h.serialise()
+
+    def set_processes(self, microservice: str, processes: int) -> None:
+        sup = self.supervisors[microservice][0]
+        first = next(iter(sup["processes"]))
+        sup["processes"] = {k: (processes if k == first else v) for k, v in sup["processes"].items()}
+        h = self.owner[microservice]
+        h.dirty = True
+        h.serialise()
+
+    def churn(self, fraction: float, frozen: set[str]) -> int:
+        pool = [m for m in self.microservices if m not in frozen]
+        chosen = self.rng.sample(pool, min(len(pool), round(fraction * len(self.microservices))))
+        for ms in chosen:
+            for row in self.rows.get(ms, []):
+                row["length"] = self.rng.randint(0, 40)
+                row["wait"] = row["length"] // 2
+            sup = self.supervisors[ms][-1]
+            key = next(iter(sup["processes"]))
+            moved = max(1, min(6, sup["processes"][key] + self.rng.choice((-1, 1))))
+            sup["processes"] = {**sup["processes"], key: moved}
+            h = self.owner[ms]
+            h.payloads["stats"]["jobsPerMinute"] = self.rng.randint(0, 500)
+            h.dirty = True
+        for h in {self.owner[ms].name: self.owner[ms] for ms in chosen}.values():
+            h.serialise()
+        return len(chosen)
+
+
+def serve(kind: str, n: int, port: int, churn: float, subjects: int) -> None:
+    """`--serve`: the fake fleet on 127.0.0.1:port until SIGTERM."""
+    from aiohttp import web
+
+    fleet = Fleet(kind, n)
+    frozen = set(fleet.microservices[:subjects])
+    for ms in frozen:
+        fleet.set_processes(ms, 1)
+
+    async def endpoint(request: web.Request) -> web.Response:
+        h = fleet.horizons.get(request.match_info["horizon"])
+        what = request.match_info["endpoint"]
+        if h is None or what not in h.bodies:
+            return web.Response(status=404, text="not found")
+        return web.Response(body=h.bodies[what], content_type="application/json")
+
+    async def set_processes(request: web.Request) -> web.Response:
+        body = await request.json()
+        fleet.set_processes(body["microservice"], int(body["processes"]))
+        return web.json_response({"applied_at": time.time()})
+
+    async def info(request: web.Request) -> web.Response:
+        sizes = {k: len(v) for k, v in next(iter(fleet.horizons.values())).bodies.items()}
+        return web.json_response({"horizons": list(fleet.horizons), "microservices": fleet.microservices,
+                                  "subjects": sorted(frozen), "bytes": sizes})  # fmt: skip
+
+    async def churning(app: web.Application) -> Any:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                fleet.churn(churn, frozen)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
+    app = web.Application()
+    app.cleanup_ctx.append(churning)
+    app.router.add_get("/{horizon}/horizon/api/{endpoint}", endpoint)
+    app.router.add_post("/-/set", set_processes)
+    app.router.add_get("/-/info", info)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def baseline(port: int, horizons: list[str], poll: float, concurrency: int) -> None:
+    """`--baseline`: bare aiohttp, three GETs per target per interval, bodies read; until SIGTERM."""
+    import aiohttp
+
+    async def run() -> None:
+        connector = aiohttp.TCPConnector(limit=concurrency * 3, ttl_dns_cache=30)
+        sem = asyncio.Semaphore(concurrency)
+        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
+
+            async def get(url: str) -> None:
+                async with session.get(url) as resp:
+                    await resp.read()
+
+            async def target(name: str) -> None:
+                await asyncio.sleep(random.uniform(0, min(poll, 1.0)))
+                base = f"http://127.0.0.1:{port}/{name}/horizon/api/"
+                while True:
+                    started = time.monotonic()
+                    async with sem:
+                        await asyncio.gather(*(get(base + e) for e in ("stats", "workload", "masters")))
+                    await asyncio.sleep(max(0.0, poll - (time.monotonic() - started)))
+
+            await asyncio.gather(*(target(h) for h in horizons))
+
+    asyncio.run(run())
+
+
+# ------------------------------------------------------------------------------------------------- measurement
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, kb = line.split()[:2]
+            values[key] = int(kb) / 1024
+    return values["VmRSS:"], values["VmHWM:"]
+
+
+def wait_http(url: str, timeout: float = 120.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} not ready within {timeout:g}s")
+        time.sleep(0.2)
+
+
+def get_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        text = resp.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def counter_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float | None:
+    values = [v for (n, _), v in samples.items() if n == name]
+    return sum(values) if values else None
+
+
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as fh:
+        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Window:
+    """CPU seconds of some processes between `start` and `end`, and their memory at the end."""
+
+    def __init__(self, procs: dict[str, int]) -> None:
+        self.procs = procs
+        self.t0 = time.monotonic()
+        self.cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
+
+    def end(self) -> dict[str, dict[str, float]]:
+        wall = time.monotonic() - self.t0
+        out = {}
+        for k, pid in self.procs.items():
+            rss, hwm = memory_mb(pid)
+            out[k] = {"cpu": 100.0 * (cpu_seconds(pid) - self.cpu0[k]) / wall, "rss": rss, "hwm": hwm}
+        return out
+
+
+async def flipper(scaler: str, fleet_url: str, subjects: list[str], poll: float, until: float) -> list[float]:
+    """Flip each subject across the threshold at random phases; latencies of Horizon change → pushed `true`."""
+    import aiohttp
+    import grpc
+
+    from external_scaler._proto import externalscaler_pb2 as pb
+    from external_scaler._proto import externalscaler_pb2_grpc as pb_grpc
+
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(scaler) as channel, aiohttp.ClientSession() as http:
+        stub = pb_grpc.ExternalScalerStub(channel)
+
+        async def set_processes(ms: str, n: int) -> float:
+            async with http.post(f"{fleet_url}/-/set", json={"microservice": ms, "processes": n}) as resp:
+                return float((await resp.json())["applied_at"])
+
+        async def one(ms: str) -> None:
+            meta = {"microservice": ms, "activationThreshold": str(THRESHOLD)}
+            call = stub.StreamIsActive(pb.ScaledObjectRef(name=ms, namespace="bench", scalerMetadata=meta))
+            try:
+                state = (await call.read()).result
+                while time.monotonic() < until:
+                    await asyncio.sleep(random.uniform(0, poll))
+                    want = not state
+                    applied = await set_processes(ms, 20 if want else 1)
+                    while True:
+                        answer = await asyncio.wait_for(call.read(), timeout=30)
+                        if answer.result == want:
+                            break
+                    if want:
+                        latencies.append(time.time() - applied)
+                    state = want
+            finally:
+                call.cancel()
+
+        await asyncio.gather(*(one(ms) for ms in subjects))
+    return latencies
+
+
+def metrics_server(body_file: Path, port: int) -> None:
+    """`--metrics-server`: prometheus_client's own HTTP server serving the samples of a saved /metrics body."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = list(text_string_to_metric_families(body_file.read_text()))
+
+    class Fixed:
+        def collect(self) -> Any:
+            return families
+
+    registry = CollectorRegistry()
+    registry.register(Fixed())  # type: ignore[arg-type]
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+def compare_metrics(ours: str, theirs: str, rounds: int, gap: float) -> dict[str, float]:
+    """Interleaved GETs of both /metrics (no compression); median seconds each and the ratio."""
+    import urllib.request
+
+    def timed(url: str) -> float:
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+        return time.perf_counter() - t0
+
+    a, b = [], []
+    for i in range(rounds):
+        time.sleep(gap)  # let a poll land: ours renders afresh rather than answering from its cache
+        if i % 2:
+            a.append(timed(ours))
+            b.append(timed(theirs))
+        else:
+            b.append(timed(theirs))
+            a.append(timed(ours))
+    ma, mb = statistics.median(a), statistics.median(b)
+    return {"ours": ma, "theirs": mb, "ratio": ma / mb}
+
+
+def exporter_config(kind: str, horizons: list[str], fleet_port: int, poll: float, extra: dict[str, Any]) -> str:
+    base = f"http://127.0.0.1:{fleet_port}"
+    if kind == "a":
+        targets = [{"microservice": h, "url": f"{base}/{h}/horizon"} for h in horizons]
+    else:
+        targets = [{"name": "core", "url": f"{base}/core/horizon", "microservices_from": "supervisor",
+                    "pattern": r"^(?P<microservice>ms[0-9]+)-worker$"}]  # fmt: skip
+    config = {"poll_interval": poll, "max_body_bytes": 16 * 1024 * 1024, "targets": targets, **extra}
+    return json.dumps(config)  # JSON is YAML
+
+
+def run_case(case: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+    kind, n = case.split(":")[0], int(case.split(":")[1])
+    fleet_port, exp_port, scaler_port = free_port(), free_port(), free_port()
+    subjects = min(args.subjects, n)
+    fleet = spawn([sys.executable, __file__, "--serve", case, "--port", str(fleet_port), "--churn",
+                   str(args.churn), "--subjects", str(subjects)], logdir / f"{case}-fleet.log")  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = [fleet]
+    result: dict[str, Any] = {"case": case, "n": n}
+    try:
+        wait_http(f"http://127.0.0.1:{fleet_port}/-/info", 300)
+        info = get_json(f"http://127.0.0.1:{fleet_port}/-/info")
+        result["microservices"] = len(info["microservices"])
+        result["body_bytes"] = info["bytes"]
+        cfg = logdir / f"{case}-exporter.yml"
+        cfg.write_text(exporter_config(kind, info["horizons"], fleet_port, args.poll, json.loads(args.exporter_extra)))
+        exporter = spawn([str(BIN / "horizon-exporter"), "--config", str(cfg), "--listen", f"127.0.0.1:{exp_port}",
+                          "--log-level", "warning"], logdir / f"{case}-exporter.log")  # fmt: skip
+        procs.append(exporter)
+        exp_url = f"http://127.0.0.1:{exp_port}"
+        wait_http(f"{exp_url}/readyz", 120)
+        scaler = spawn([str(BIN / "horizon-scaler"), "--listen", f"127.0.0.1:{scaler_port}", "--exporter", exp_url,
+                        "--log-level", "warning"], logdir / f"{case}-scaler.log")  # fmt: skip
+        procs.append(scaler)
+        time.sleep(args.warmup)
+
+        window = Window({"exporter": exporter.pid, "scaler": scaler.pid, "fleet": fleet.pid})
+        v0 = get_json(f"{exp_url}/api/v1/snapshot")["version"]
+        m0 = scrape(f"{exp_url}/metrics")
+        until = time.monotonic() + args.seconds
+        latencies: list[float] = []
+        flips = threading.Thread(target=lambda: latencies.extend(asyncio.run(flipper(
+            f"127.0.0.1:{scaler_port}", f"http://127.0.0.1:{fleet_port}", info["subjects"], args.poll, until
+        ))))  # fmt: skip
+        flips.start()
+        while time.monotonic() < until:  # Prometheus' scrapes, every 15 s, while the flips run
+            time.sleep(min(15.0, max(0.0, until - time.monotonic())))
+            if time.monotonic() < until:
+                scrape(f"{exp_url}/metrics")
+        flips.join()
+        m1 = scrape(f"{exp_url}/metrics")
+        v1 = get_json(f"{exp_url}/api/v1/snapshot")["version"]
+        usage = window.end()
+        wall = time.monotonic() - window.t0
+        result.update(usage=usage, versions_per_s=(v1 - v0) / wall)
+        b0 = counter_sum(m0, "horizon_exporter_snapshot_bytes_total")
+        b1 = counter_sum(m1, "horizon_exporter_snapshot_bytes_total")
+        result["scaler_bytes_per_s"] = None if b0 is None or b1 is None else (b1 - b0) / wall
+        if latencies:
+            q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+            result["push"] = {"p50": q[49], "p99": q[98], "n": len(latencies)}
+        if args.profile:
+            out = logdir / f"{case}-exporter.folded"
+            spy = [str(BIN / "py-spy"), "record", "-d", "15", "-r", "50", "-f", "raw", "-p", str(exporter.pid)]
+            subprocess.run([*spy, "-o", str(out)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            result["profile"] = str(out)
+        if kind == "b":
+            body = logdir / f"{case}-metrics.txt"
+            import urllib.request
+
+            with urllib.request.urlopen(f"{exp_url}/metrics", timeout=60) as resp:
+                body.write_bytes(resp.read())
+            mport = free_port()
+            theirs = spawn([sys.executable, __file__, "--metrics-server", str(body), "--port", str(mport)],
+                           logdir / f"{case}-promclient.log")  # fmt: skip
+            procs.append(theirs)
+            wait_http(f"http://127.0.0.1:{mport}/metrics", 120)
+            result["metrics"] = compare_metrics(f"{exp_url}/metrics", f"http://127.0.0.1:{mport}/metrics",
+                                                args.metrics_rounds, args.poll)  # fmt: skip
+        for p in procs[1:]:
+            stop(p)
+        procs = procs[:1]
+
+        # The bare baseline against the same fleet, right after.
+        base = spawn([sys.executable, __file__, "--baseline", ",".join(info["horizons"]), "--port", str(fleet_port),
+                      "--poll", str(args.poll)], logdir / f"{case}-baseline.log")  # fmt: skip
+        procs.append(base)
+        time.sleep(args.warmup)
+        window = Window({"baseline": base.pid})
+        time.sleep(args.seconds)
+        result["baseline"] = window.end()["baseline"]
+    finally:
+        for p in reversed(procs):
+            stop(p)
+    return result
+
+
+def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}{unit}"
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    print(f"\nmachine: {os.cpu_count()} CPUs (shared), load {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}; "
+          f"poll {args.poll:g}s, churn {args.churn:.0%}/s, {args.seconds:g}s windows")  # fmt: skip
+    head = ("case", "µservices", "exporter CPU", "RSS (peak)", "scaler CPU", "scaler RSS", "versions/s",
+            "scaler B/s", "push p50", "push p99", "bare CPU", "exp/bare")  # fmt: skip
+    print(" | ".join(head))
+    for r in results:
+        u, b, p = r["usage"], r["baseline"], r.get("push", {})
+        print(" | ".join((
+            r["case"], str(r["microservices"]), _fmt(u["exporter"]["cpu"], "%"),
+            f"{u['exporter']['rss']:.0f} ({u['exporter']['hwm']:.0f}) MB", _fmt(u["scaler"]["cpu"], "%"),
+            f"{u['scaler']['rss']:.0f} MB", _fmt(r["versions_per_s"]), _fmt(r["scaler_bytes_per_s"], "", 0),
+            _fmt(p.get("p50"), "s", 3), _fmt(p.get("p99"), "s", 3) + f" (n={p.get('n', 0)})",
+            _fmt(b["cpu"], "%"), _fmt(u["exporter"]["cpu"] / b["cpu"] if b["cpu"] else None, "×", 2),
+        )))  # fmt: skip
+        print(f"    fleet process CPU {u['fleet']['cpu']:.1f}%; bodies of one Horizon: {r['body_bytes']}")
+        if "metrics" in r:
+            m = r["metrics"]
+            print(f"    /metrics: ours {m['ours'] * 1000:.0f} ms vs prometheus_client {m['theirs'] * 1000:.0f} ms "
+                  f"(median) → {m['ratio']:.2f}×")  # fmt: skip
+    a = sorted((r for r in results if r["case"].startswith("a:")), key=lambda r: r["n"])
+    if len(a) > 1:
+        print("growth with N (topology a): per target per second")
+        for r in a:
+            u = r["usage"]
+            per = 1000.0 / r["n"]
+            print(f"    N={r['n']}: exporter {u['exporter']['cpu'] * per / 100 * 1000 / 1000:.3f} ms CPU/target/s "
+                  f"(bare {r['baseline']['cpu'] * per / 100:.3f}), scaler {u['scaler']['cpu'] * per / 100:.3f}, "
+                  f"versions/s per target {r['versions_per_s'] / r['n']:.3f}")  # fmt: skip
+    failed = 0
+    for r in results:
+        goals = GOALS.get(r["case"])
+        if not goals:
+            continue
+        u = r["usage"]
+        checks = []
+        if "exporter_cpu" in goals:
+            checks.append(("exporter CPU", u["exporter"]["cpu"], goals["exporter_cpu"], "%"))
+        if "scaler_cpu" in goals:
+            checks.append(("scaler CPU", u["scaler"]["cpu"], goals["scaler_cpu"], "%"))
+        if "push_p99" in goals:
+            checks.append(("push p99", r.get("push", {}).get("p99", float("inf")), goals["push_p99"], "s"))
+        if "exporter_rss" in goals:
+            checks.append(("exporter RSS", u["exporter"]["rss"], goals["exporter_rss"], " MB"))
+        if "metrics_ratio" in goals:
+            checks.append(("/metrics vs prometheus_client", r["metrics"]["ratio"], goals["metrics_ratio"], "×"))
+        for what, value, goal, unit in checks:
+            ok = value <= goal
+            failed += not ok
+            verdict = "met" if ok else "NOT met"
+            print(f"VERDICT {r['case']}: {what} {value:.2f}{unit} (goal ≤ {goal:g}{unit}): {verdict}")
+    return 1 if failed else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", default="a:1,a:100,a:1000,b:10000", help="kind:N, a = N Horizons, b = one of N")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--warmup", type=float, default=8.0)
+    p.add_argument("--poll", type=float, default=1.0)
+    p.add_argument("--churn", type=float, default=0.05, help="share of microservices changing per second")
+    p.add_argument("--subjects", type=int, default=8, help="microservices flipped for the push latency")
+    p.add_argument("--metrics-rounds", type=int, default=15)
+    p.add_argument("--exporter-extra", default="{}", help="JSON merged into the exporter's config file")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--serve", metavar="CASE", help=argparse.SUPPRESS)
+    p.add_argument("--baseline", metavar="HORIZONS", help=argparse.SUPPRESS)
+    p.add_argument("--metrics-server", metavar="FILE", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve:
+        kind, n = args.serve.split(":")
+        serve(kind, int(n), args.port, args.churn, args.subjects)
+        return 0
+    if args.baseline:
+        baseline(args.port, args.baseline.split(","), args.poll, concurrency=32)
+        return 0
+    if args.metrics_server:
+        metrics_server(Path(args.metrics_server), args.port)
+        return 0
+    results = []
+    tmp = tempfile.mkdtemp(prefix="fleet-bench-")
+    for case in args.cases.split(","):
+        if not re.fullmatch(r"[ab]:\d+", case):
+            p.error(f"--cases: expected kind:N with kind a or b, got {case!r}")
+        print(f"running {case} ...", flush=True)
+        results.append(run_case(case, args, Path(tmp)))
+    print(f"logs{' and profiles' if args.profile else ''} in {tmp}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return report(results, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

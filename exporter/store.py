@@ -1,0 +1,251 @@
+"""The store of every target's latest state: a revision per poll, a version per visible change, a change log.
+
+`update` takes a target's new state. Every update makes a new *revision* (freshness advances: `/metrics` and a
+full `/api/v1/snapshot` show it at once). Only an update a reader can see — a value, up/down, an error, a
+microservice appearing or leaving — makes a new *version*, and visible changes landing within `coalesce` seconds
+of each other make one: long-polls wake on versions, not on polls. The change log says which targets and
+microservices changed after a revision, so the snapshot API can answer with a delta (docs/snapshot-api.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .snapshot import Snapshot, TargetState
+
+COALESCE_SECONDS = 0.005
+HISTORY = 100_000  # change-log entries kept (a target or microservice name each); older deltas become full
+
+
+def contributed(state: TargetState) -> tuple[str, ...]:
+    """The microservice names a target puts in the snapshot: its fixed one (values or not) and every mapped one."""
+    names = tuple(state.microservices)
+    fixed = state.fixed_microservice
+    if fixed is not None and fixed not in state.microservices:
+        return (fixed, *names)
+    return names
+
+
+def visibly_differs(old: TargetState, new: TargetState) -> bool:
+    """Whether a reader sees a difference apart from freshness (times, durations, counters); microservice values
+    are compared by the caller."""
+    return (
+        old.up != new.up
+        or (old.attempts == 0) != (new.attempts == 0)
+        or old.error != new.error
+        or old.stats != new.stats
+        or old.masters != new.masters
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Names of the targets and microservices that changed after some revision (present or removed now)."""
+
+    targets: frozenset[str]
+    microservices: frozenset[str]
+
+
+class SnapshotStore:
+    """Holds the latest state of every target; `current` is an immutable `Snapshot` of them."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, TargetState],
+        clock: Callable[[], float],
+        *,
+        coalesce: float = COALESCE_SECONDS,
+        history: int = HISTORY,
+    ) -> None:
+        self._clock = clock
+        self._coalesce = coalesce
+        self._history = history
+        self.instance = secrets.token_hex(8)  # a restarted exporter is another instance: deltas do not cross it
+        self._states: dict[str, TargetState] = dict(targets)
+        self._owners: dict[str, tuple[str, ...]] = {}
+        for state in self._states.values():
+            self._own(state.name, (), contributed(state))
+        self._version = 1
+        self._revision = 1
+        self._generated_at = clock()
+        self._log_revisions: list[int] = []
+        self._log: list[tuple[str, str]] = []
+        self._floor = 1  # deltas can be computed from any revision >= floor
+        self._pending: asyncio.TimerHandle | bool | None = None
+        self._changed = asyncio.Event()
+        self._closed = False
+        self._current: Snapshot | None = None
+
+    # ------------------------------------------------------------------------------------------------ readers
+
+    @property
+    def current(self) -> Snapshot:
+        """The latest snapshot; safe to read from any coroutine without locking (built on first read)."""
+        snap = self._current
+        if snap is None:
+            snap = self._current = Snapshot(
+                version=self._version,
+                revision=self._revision,
+                generated_at=self._generated_at,
+                targets=MappingProxyType(self._states.copy()),
+                owners=MappingProxyType(self._owners.copy()),
+            )
+        return snap
+
+    @property
+    def version(self) -> int:
+        """Counts visible changes (what long-polls wait on)."""
+        return self._version
+
+    @property
+    def revision(self) -> int:
+        """Counts every update (what deltas are computed from)."""
+        return self._revision
+
+    def state(self, name: str) -> TargetState | None:
+        """The latest state of one target, None when it is not (or no longer) configured."""
+        return self._states.get(name)
+
+    @property
+    def closed(self) -> bool:
+        """The store is shutting down; waiters return at once."""
+        return self._closed
+
+    def changes_since(self, revision: int) -> Changes | None:
+        """What changed after `revision`, or None when the log no longer (or never did) cover it."""
+        if revision < self._floor or revision > self._revision:
+            return None
+        start = bisect_right(self._log_revisions, revision)
+        targets: set[str] = set()
+        microservices: set[str] = set()
+        for kind, name in self._log[start:]:
+            (targets if kind == "t" else microservices).add(name)
+        return Changes(frozenset(targets), frozenset(microservices))
+
+    # ------------------------------------------------------------------------------------------------ writers
+
+    def update(self, state: TargetState) -> None:
+        """Take a target's new state; ignored when the target is no longer configured (a poll that outlived a
+        reload)."""
+        old = self._states.get(state.name)
+        if old is None:
+            return
+        self._states[state.name] = state
+        changed = self._microservice_changes(old, state)
+        self._record(("t", state.name), *(("m", n) for n in changed))
+        if changed or visibly_differs(old, state):
+            self._schedule()
+
+    def replace_targets(self, states: Iterable[TargetState]) -> None:
+        """Reconfigure: `states` in config order; targets not among them leave, new ones join, kept ones keep
+        their state (pass it back unchanged). One visible change."""
+        new = {s.name: s for s in states}
+        entries: list[tuple[str, str]] = []
+        for name, old in self._states.items():
+            if name not in new:
+                entries.append(("t", name))
+                entries.extend(("m", n) for n in self._own(name, contributed(old), ()))
+        for name, state in new.items():
+            old = self._states.get(name)
+            if old is None or old is not state:
+                before = contributed(old) if old is not None else ()
+                entries.append(("t", name))
+                entries.extend(("m", n) for n in self._own(name, before, contributed(state)))
+        order = list(new)
+        self._states = new
+        # Config order decides which target wins a microservice both report.
+        for ms, owners in self._owners.items():
+            self._owners[ms] = tuple(sorted(owners, key=order.index))
+        self._record(*entries)
+        self._schedule(at_once=True)
+
+    def close(self) -> None:
+        """Release every waiter (used on shutdown)."""
+        self._closed = True
+        self._wake()
+
+    async def wait_for_change(self, after_version: int, timeout: float) -> Snapshot:
+        """The first snapshot whose version is greater than `after_version`, or the current one after `timeout`."""
+        if self._version > after_version or self._closed:
+            return self.current
+        event = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                while self._version <= after_version and not self._closed:
+                    await event.wait()
+                    event = self._changed
+        except TimeoutError:
+            pass
+        return self.current
+
+    # ------------------------------------------------------------------------------------------------ internals
+
+    def _microservice_changes(self, old: TargetState, new: TargetState) -> list[str]:
+        if new.microservices is old.microservices and new.fixed_microservice == old.fixed_microservice:
+            return []
+        before, after = old.microservices, new.microservices
+        changed = [n for n, v in after.items() if before.get(n) is not v]
+        changed += [n for n in before if n not in after]
+        names_before, names_after = contributed(old), contributed(new)
+        if names_before != names_after:
+            changed += self._own(new.name, names_before, names_after)
+        return changed
+
+    def _own(self, target: str, before: Iterable[str], after: Iterable[str]) -> list[str]:
+        """Move `target` in the owner index from the names `before` to `after`; the names whose owners changed."""
+        before_set, after_set = set(before), set(after)
+        moved = []
+        for name in before_set - after_set:
+            owners = tuple(o for o in self._owners.get(name, ()) if o != target)
+            if owners:
+                self._owners[name] = owners
+            else:
+                self._owners.pop(name, None)
+            moved.append(name)
+        order = {n: i for i, n in enumerate(self._states)}
+        for name in after_set - before_set:
+            owners = (*self._owners.get(name, ()), target)
+            self._owners[name] = tuple(sorted(owners, key=lambda o: order.get(o, len(order))))
+            moved.append(name)
+        return moved
+
+    def _record(self, *entries: tuple[str, str]) -> None:
+        self._revision += 1
+        self._generated_at = self._clock()
+        self._current = None
+        self._log.extend(entries)
+        self._log_revisions.extend([self._revision] * len(entries))
+        if len(self._log) > self._history:
+            drop = len(self._log) - self._history // 2
+            self._floor = self._log_revisions[drop - 1]
+            del self._log[:drop], self._log_revisions[:drop]
+
+    def _schedule(self, *, at_once: bool = False) -> None:
+        if self._pending is not None:
+            return
+        if at_once or self._coalesce <= 0:
+            self._publish()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._publish()
+            return
+        self._pending = loop.call_later(self._coalesce, self._publish)
+
+    def _publish(self) -> None:
+        if isinstance(self._pending, asyncio.TimerHandle):
+            self._pending.cancel()
+        self._pending = None
+        self._version += 1
+        self._current = None
+        self._wake()
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
