@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(PY) bench/whatif_speed.py
 	$(PY) bench/whatif_calibration.py
 
-# Regenerate the committed gRPC code; tests/test_protos_codegen.py fails when this would change it.
+# Regenerate the committed gRPC code; tests/test_scaler_protos.py (test_regenerating_changes_nothing) fails
+# when this would change it.
 protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iexternal_scaler/_proto=protos --python_out=. --grpc_python_out=. \
 		--pyi_out=. protos/externalscaler.proto

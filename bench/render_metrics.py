@@ -3,10 +3,11 @@
 What is measured
 ----------------
 * ours: `MetricsRenderer.render(None)` over a `SnapshotStore` holding 10,000 microservices (default: 10,000
-  topology-(a) targets, one microservice each, as `map_reading` makes them from `tests/payloads.topology_a()`:
-  processes, max_processes, stale, supervisors by 3 statuses, 3 queues with length/wait/processes, plus every
-  target-level gauge). The cache is defeated by publishing a new snapshot (`store.update`, outside the timer)
-  before every render, so each timed render also builds `Snapshot.microservices`, exactly as after a real poll.
+  topology-(a) targets, one microservice each, as `map_reading` makes them from the payloads of the simulator's
+  `orders` Horizon (`simulator.payloads.horizon_payloads`): processes, max_processes, stale, supervisors by 3
+  statuses, 3 queues with length/wait/processes, plus every target-level gauge). The cache is defeated by
+  publishing a new snapshot (`store.update`, outside the timer) before every render, so each timed render also
+  builds `Snapshot.microservices`, exactly as after a real poll.
 * baseline: `prometheus_client.generate_latest` over a fresh `CollectorRegistry` whose trivial collector yields
   precomputed Gauge/CounterMetricFamily objects with the same names, help, labels and values. The two bodies are
   checked to be byte-identical before timing.
@@ -47,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.payloads when run as `python bench/render_metrics.py`
+sys.path.insert(0, str(ROOT))  # for the project's packages when run as `python bench/render_metrics.py`
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric  # noqa: E402
@@ -57,7 +58,8 @@ from exporter.horizon import parse_reading  # noqa: E402
 from exporter.mapping import Fixed, MicroserviceValues, QueueValues, map_reading  # noqa: E402
 from exporter.snapshot import PollOutcome, TargetState, advance  # noqa: E402
 from exporter.store import SnapshotStore  # noqa: E402
-from tests.payloads import topology_a  # noqa: E402
+from simulator.fleet import default_fleet  # noqa: E402
+from simulator.payloads import horizon_payloads  # noqa: E402
 
 GOAL = 1.25
 
@@ -68,7 +70,7 @@ GOAL = 1.25
 def build_store(n_targets: int, per_target: int, seed: int = 1) -> SnapshotStore:
     """A store of `n_targets` polled-OK targets with `per_target` microservices each (values vary per microservice)."""
     rng = random.Random(seed)
-    reading = parse_reading(*topology_a())
+    reading = parse_reading(*horizon_payloads(default_fleet().horizon("orders")))
     template = map_reading(reading, Fixed("x"))["x"]  # 3 queues: default, emails, "high,low"
     now = time.time()
     states: dict[str, TargetState] = {}

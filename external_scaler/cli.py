@@ -24,7 +24,7 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--listen", "HORIZON_SCALER_LISTEN", "0.0.0.0:6000", "gRPC address KEDA connects to (scalerAddress)"),
     ("--exporter", "HORIZON_SCALER_EXPORTER", "http://127.0.0.1:9108", "the exporter's base URL (sidecar source)"),
     ("--prometheus", "HORIZON_SCALER_PROMETHEUS", None, "Prometheus base URL; when set, replaces --exporter"),
-    ("--prometheus-interval", "HORIZON_SCALER_PROMETHEUS_INTERVAL", "5", "seconds between Prometheus re-checks"),
+    ("--prometheus-interval", "HORIZON_SCALER_PROMETHEUS_INTERVAL", "5", "seconds between Prometheus re-evaluations"),
     ("--max-staleness", "HORIZON_SCALER_MAX_STALENESS", "10", "seconds before data counts as stale → UNAVAILABLE"),
     ("--heartbeat", "HORIZON_SCALER_HEARTBEAT", "5", "seconds between StreamIsActive re-sends of the state"),
     ("--grace", "HORIZON_SCALER_GRACE", "5", "seconds in-flight calls get on SIGTERM"),

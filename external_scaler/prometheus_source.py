@@ -1,4 +1,5 @@
-"""Source that evaluates one PromQL query per trigger through Prometheus' `/api/v1/query` (several exporters)."""
+"""Source that follows, on one timer, the PromQL of every trigger KEDA asks about (Prometheus' `/api/v1/query`;
+several exporters behind one Prometheus) and answers from memory."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from .metadata import Trigger
-from .readings import Unavailable
+from .readings import NotFound, Unavailable
 from .source import Source
 
 log = logging.getLogger("horizon_keda.scaler.prometheus")
@@ -55,7 +57,8 @@ def scalar(body: Any, query: str) -> float:
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error") if isinstance(body, dict) else None
         raise Unavailable(f"prometheus query {query!r} failed: {error or 'malformed answer'}")
-    result = body.get("data", {}).get("result")
+    data = body.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
     if not isinstance(result, list) or not result:
         raise Unavailable(f"prometheus query {query!r} returned no series (not scraped, or no such microservice)")
     try:
@@ -67,8 +70,43 @@ def scalar(body: Any, query: str) -> float:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One evaluation of a trigger's two queries: the value and its newest sample's time, or the failure (its
+    class and message; each read raises a fresh exception, so tracebacks never pile up on one instance)."""
+
+    value: float = 0.0
+    sampled_at: float = 0.0
+    failure: tuple[type[Exception], str] | None = None
+
+    def seen(self, now: float, max_staleness: float) -> tuple[object, ...]:
+        """What a reader would see at `now`; a change of it wakes the streams."""
+        if self.failure is not None:
+            return self.failure
+        return self.value, now - self.sampled_at > max_staleness
+
+
+@dataclass(slots=True)
+class _Followed:
+    """A trigger KEDA asked about: when it last asked, the latest evaluation, what the last tick saw of it, and its
+    first (on-demand) evaluation while that is in flight."""
+
+    asked_at: float
+    evaluation: Evaluation | None = None
+    seen: tuple[object, ...] = ()
+    first: asyncio.Task[Evaluation] | None = None
+
+
 class PrometheusSource(Source):
-    """Asks Prometheus on every read; a timer re-checks `/-/ready` and wakes the streams every `interval`."""
+    """Follows every trigger KEDA asks about on one timer and answers from memory (kedacore/http-add-on's pattern).
+
+    Every `interval` seconds one task re-checks `/-/ready` and re-evaluates the followed triggers, at most
+    `concurrency` at once (two queries each). A trigger first seen by a read is evaluated on demand once, then
+    joins the timer. A trigger nobody asked about for `forget_after` seconds (default 10 × interval, at least 60 s:
+    KEDA asks at least every pollingInterval, 30 s by default, or every 15 s HPA sync) is forgotten, and at most
+    `max_triggers` are followed (the least recently asked goes first), so memory stays bounded whatever triggers
+    clients invent. `clock` is wall time: it ages Prometheus' sample timestamps and idle triggers.
+    """
 
     def __init__(
         self,
@@ -77,14 +115,23 @@ class PrometheusSource(Source):
         *,
         interval: float = 5.0,
         timeout: float = 2.0,
+        concurrency: int = 8,
+        forget_after: float | None = None,
+        max_triggers: int = 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.url = prometheus_url.rstrip("/")
         self.max_staleness = max_staleness
         self.interval = interval
+        self.forget_after = max(10 * interval, 60.0) if forget_after is None else forget_after
+        self.max_triggers = max_triggers
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._clock = clock
+        # Separate bounds, so a new trigger's first answer never queues behind a long tick.
+        self._tick_slots = asyncio.Semaphore(concurrency)
+        self._demand_slots = asyncio.Semaphore(concurrency)
+        self._followed: dict[Trigger, _Followed] = {}  # least recently asked first
         self._ready = False
         self._error = "not checked yet"
         self._session: aiohttp.ClientSession | None = None
@@ -93,16 +140,21 @@ class PrometheusSource(Source):
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(headers={"Accept": "application/json"})
         await self._check()
-        self._task = asyncio.create_task(self._tick(), name="prometheus-tick")
+        self._task = asyncio.create_task(self._follow(), name="prometheus-follow")
 
     async def close(self) -> None:
+        tasks = [e.first for e in self._followed.values() if e.first is not None]
         if self._task is not None:
-            self._task.cancel()
+            tasks.append(self._task)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self._session is not None:
             await self._session.close()
         self._task = self._session = None
+        self._followed.clear()
 
     @property
     def fresh(self) -> bool:
@@ -110,7 +162,105 @@ class PrometheusSource(Source):
 
     @property
     def description(self) -> str:
-        return f"prometheus {self.url}: {'ready' if self._ready else self._error}"
+        state = "ready" if self._ready else self._error
+        return f"prometheus {self.url}: {state}, following {len(self._followed)} trigger(s)"
+
+    @property
+    def followed(self) -> frozenset[Trigger]:
+        """The triggers the timer re-evaluates."""
+        return frozenset(self._followed)
+
+    async def read(self, trigger: Trigger) -> float:
+        if self._session is None:
+            raise Unavailable(f"prometheus {self.url}: source not started")
+        now = self._clock()
+        followed = self._followed
+        entry = followed.pop(trigger, None)
+        if entry is None:
+            entry = _Followed(now)
+            while len(followed) >= self.max_triggers:
+                del followed[next(iter(followed))]
+        entry.asked_at = now
+        followed[trigger] = entry  # (re)inserted last: the dict's order is the LRU order
+        evaluation = entry.evaluation
+        if evaluation is None:
+            if entry.first is None:
+                entry.first = asyncio.create_task(self._evaluate_first(trigger, entry), name="prometheus-first")
+            # Shielded: a caller giving up (deadline) must not cancel the answer others are waiting for.
+            evaluation = await asyncio.shield(entry.first)
+        if evaluation.failure is not None:
+            raise evaluation.failure[0](evaluation.failure[1])
+        age = self._clock() - evaluation.sampled_at
+        if age > self.max_staleness:
+            raise Unavailable(f"{trigger.microservice}: newest sample is {age:.1f}s old (max staleness "
+                              f"{self.max_staleness:g}s)")  # fmt: skip
+        return evaluation.value
+
+    async def refresh(self) -> None:
+        """One tick: forget idle triggers, re-check `/-/ready`, re-evaluate every followed trigger, and publish
+        when readiness or anything a reader would see changed."""
+        now = self._clock()
+        idle = [t for t, e in self._followed.items() if now - e.asked_at > self.forget_after and e.first is None]
+        for trigger in idle:
+            del self._followed[trigger]
+        if idle:
+            log.debug("prometheus %s: forgot %d trigger(s) not asked about for %gs", self.url, len(idle),
+                      self.forget_after)  # fmt: skip
+        was_ready = self._ready
+        await self._check()
+        due = [(t, e) for t, e in self._followed.items() if e.evaluation is not None]
+        results = await asyncio.gather(*(self._evaluate(t, self._tick_slots) for t, _ in due), return_exceptions=True)
+        changed = self._ready != was_ready
+        now = self._clock()
+        for (trigger, entry), result in zip(due, results, strict=True):
+            if isinstance(result, BaseException):
+                # A bug: keep the last evaluation (its samples still age) rather than stop following.
+                log.error("prometheus %s: evaluating %s failed", self.url, trigger.metric_name, exc_info=result)
+                continue
+            entry.evaluation = result
+            seen = result.seen(now, self.max_staleness)
+            if seen != entry.seen:
+                entry.seen, changed = seen, True
+        if changed:
+            self.changes.publish()
+
+    async def _follow(self) -> None:
+        # Prometheus cannot push, so this one loop is a timer; an overrunning tick delays the next, never doubles up.
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + self.interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("prometheus %s: tick failed", self.url)
+            next_at += self.interval
+            if next_at < loop.time():
+                next_at = loop.time() + self.interval
+
+    async def _evaluate_first(self, trigger: Trigger, entry: _Followed) -> Evaluation:
+        try:
+            evaluation = await self._evaluate(trigger, self._demand_slots)
+        finally:
+            entry.first = None  # after a bug the next read tries again
+        if entry.evaluation is None:
+            entry.evaluation = evaluation
+            entry.seen = evaluation.seen(self._clock(), self.max_staleness)
+        return entry.evaluation
+
+    async def _evaluate(self, trigger: Trigger, slots: asyncio.Semaphore) -> Evaluation:
+        value_query, age_query = promql(trigger)
+        async with slots:
+            # Both answers awaited (no orphan query outlives its slot); the value query's failure is reported first.
+            answers = await asyncio.gather(self._query(value_query), self._query(age_query), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, NotFound | Unavailable):
+                return Evaluation(failure=(type(answer), str(answer)))
+            if isinstance(answer, BaseException):
+                raise answer
+        value, sampled_at = answers
+        assert isinstance(value, float) and isinstance(sampled_at, float)
+        return Evaluation(value, sampled_at)
 
     async def _check(self) -> None:
         assert self._session is not None
@@ -124,13 +274,6 @@ class PrometheusSource(Source):
             log.log(level, "prometheus %s: %s", self.url, "ready" if ready else error)
         self._ready, self._error = ready, error
 
-    async def _tick(self) -> None:
-        # Prometheus cannot push, so this one loop is a timer: streams re-evaluate once per interval.
-        while True:
-            await asyncio.sleep(self.interval)
-            await self._check()
-            self.changes.publish()
-
     async def _query(self, query: str) -> float:
         assert self._session is not None
         try:
@@ -141,14 +284,3 @@ class PrometheusSource(Source):
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise Unavailable(f"prometheus {self.url} unreachable: {exc or type(exc).__name__}") from None
         return scalar(body, query)
-
-    async def read(self, trigger: Trigger) -> float:
-        if self._session is None:
-            raise Unavailable(f"prometheus {self.url}: source not started")
-        value_query, age_query = promql(trigger)
-        value, sampled_at = await asyncio.gather(self._query(value_query), self._query(age_query))
-        age = self._clock() - sampled_at
-        if age > self.max_staleness:
-            raise Unavailable(f"{trigger.microservice}: newest sample is {age:.1f}s old (max staleness "
-                              f"{self.max_staleness:g}s)")  # fmt: skip
-        return value
