@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .mapping import Fixed, Pattern, Rule
+from .tls import TLSConfig, TLSFileError, load_tls
 
 if TYPE_CHECKING:
     from .jsonexp.modules import Module
@@ -42,16 +43,6 @@ class BasicAuth:
 
 
 @dataclass(frozen=True, slots=True)
-class TLSConfig:
-    """How to verify a Horizon's certificate and which client certificate to present."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure_skip_verify: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class TargetConfig:
     """One Horizon to poll. `url` is Horizon's base (`…/horizon`); `rule` says which microservices it holds."""
 
@@ -61,7 +52,7 @@ class TargetConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     bearer_token_file: str | None = None
     basic_auth: BasicAuth | None = None
-    tls: TLSConfig = TLSConfig()
+    tls: TLSConfig = field(default_factory=TLSConfig)
     timeout: float = 5.0
 
 
@@ -293,8 +284,6 @@ def _target(r: _Reader, default_timeout: float) -> TargetConfig:
         if path is not None and not os.path.isfile(path):
             raise ConfigError(r.source, r.key(key), f"file not found: {path}")
     if t is not None:
-        from .client import TLSFileError, load_tls  # late: the client builds on this module
-
         try:  # a file that exists but does not load fails here, not silently at the first poll
             load_tls(tls)
         except TLSFileError as exc:

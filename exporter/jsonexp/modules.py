@@ -14,8 +14,8 @@ from typing import Any
 
 from yarl import URL
 
-from ..client import TLSFileError, load_tls
-from ..config import ConfigError, TLSConfig, interpolate
+from ..config import ConfigError, interpolate
+from ..tls import TLSConfig, TLSFileError, load_tls
 from .path import PathError, Template, compile_template
 from .targets import Rule, TargetError, allowed, parse_rule
 

@@ -21,7 +21,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ..client import FetchError, FileSecret, TLSFileError, client_error, load_tls, read_capped
+from ..client import FetchError, FileSecret, client_error, read_capped
+from ..tls import TLSFileError, load_tls
 from .extract import Extraction, extract, format_value
 from .modules import Module, tls_config
 from .targets import TargetError, normalise
