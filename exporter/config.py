@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .http import BasicAuth
 from .mapping import Fixed, Pattern, Rule
 from .tls import TLSConfig, TLSFileError, load_tls
 
@@ -31,15 +32,6 @@ class ConfigError(ValueError):
         self.source, self.key = source, key
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class BasicAuth:
-    """HTTP basic credentials; the password may come from a file (re-read when it changes)."""
-
-    username: str
-    password: str | None = None
-    password_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

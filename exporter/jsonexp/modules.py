@@ -15,6 +15,7 @@ from typing import Any
 from yarl import URL
 
 from ..config import ConfigError, interpolate
+from ..http import Authorization, BasicAuth
 from ..tls import TLSConfig, TLSFileError, load_tls
 from .path import PathError, Template, compile_template
 from .targets import Rule, TargetError, allowed, parse_rule
@@ -57,12 +58,8 @@ class MetricDef:
 class HttpClient:
     """The subset of prometheus/common's HTTPClientConfig that modules use."""
 
-    username: str | None = None
-    password: str | None = None
-    password_file: str | None = None
-    auth_type: str = "Bearer"
-    credentials: str | None = None
-    credentials_file: str | None = None
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -96,10 +93,7 @@ class Module:
     @property
     def has_credentials(self) -> bool:
         h = self.http
-        return bool(
-            h.username is not None or h.password or h.password_file or h.credentials or h.credentials_file
-            or h.cert_file or self.secret_headers
-        )  # fmt: skip
+        return bool(h.basic_auth is not None or h.authorization is not None or h.cert_file or self.secret_headers)
 
     def target_allowed(self, url: URL) -> bool:
         """No list: any target (only for modules without credentials). Else exact, `prefix*` or `~regex`,
@@ -222,26 +216,28 @@ def _http(ctx: _Ctx, raw: Any, key: str) -> HttpClient:
     if "basic_auth" in data:
         b = ctx.only(ctx.mapping(data["basic_auth"], f"{key}.basic_auth"), ("username", "password", "password_file"),
                      f"{key}.basic_auth")  # fmt: skip
-        out["username"] = ctx.string(b.get("username", ""), f"{key}.basic_auth.username", interpolate_env=True)
-        if "password" in b:
-            out["password"] = ctx.string(b["password"], f"{key}.basic_auth.password", interpolate_env=True)
-        if "password_file" in b:
-            out["password_file"] = ctx.string(b["password_file"], f"{key}.basic_auth.password_file")
+        out["basic_auth"] = BasicAuth(
+            ctx.string(b.get("username", ""), f"{key}.basic_auth.username", interpolate_env=True),
+            ctx.string(b["password"], f"{key}.basic_auth.password", interpolate_env=True) if "password" in b else None,
+            ctx.string(b["password_file"], f"{key}.basic_auth.password_file") if "password_file" in b else None,
+        )
+    auth_type, credentials, credentials_file = "Bearer", None, None
     if "authorization" in data:
         a = ctx.only(ctx.mapping(data["authorization"], f"{key}.authorization"),
                      ("type", "credentials", "credentials_file"), f"{key}.authorization")  # fmt: skip
         auth_type = ctx.string(a.get("type", "Bearer"), f"{key}.authorization.type")
         if auth_type.lower() == "basic":
             raise ctx.fail(f"{key}.authorization.type", "use basic_auth for Basic credentials")
-        out["auth_type"] = auth_type
         if "credentials" in a:
-            out["credentials"] = ctx.string(a["credentials"], f"{key}.authorization.credentials", interpolate_env=True)
+            credentials = ctx.string(a["credentials"], f"{key}.authorization.credentials", interpolate_env=True)
         if "credentials_file" in a:
-            out["credentials_file"] = ctx.string(a["credentials_file"], f"{key}.authorization.credentials_file")
+            credentials_file = ctx.string(a["credentials_file"], f"{key}.authorization.credentials_file")
     if "bearer_token" in data:
-        out["credentials"] = ctx.string(data["bearer_token"], f"{key}.bearer_token", interpolate_env=True)
+        credentials = ctx.string(data["bearer_token"], f"{key}.bearer_token", interpolate_env=True)
     if "bearer_token_file" in data:
-        out["credentials_file"] = ctx.string(data["bearer_token_file"], f"{key}.bearer_token_file")
+        credentials_file = ctx.string(data["bearer_token_file"], f"{key}.bearer_token_file")
+    if credentials is not None or credentials_file:
+        out["authorization"] = Authorization(auth_type, credentials, credentials_file)
     if "tls_config" in data:
         t = ctx.only(ctx.mapping(data["tls_config"], f"{key}.tls_config"),
                      ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version"),

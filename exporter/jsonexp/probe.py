@@ -12,7 +12,6 @@ import json
 import logging
 import ssl
 import time
-from base64 import b64encode
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import Any, NoReturn
@@ -21,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ..client import FetchError, FileSecret, client_error, read_capped
+from ..http import AuthHeader, FetchError, client_error, read_capped
 from ..tls import TLSFileError, load_tls
 from .extract import Extraction, extract, format_value
 from .modules import Module, tls_config
@@ -90,9 +89,7 @@ class ModuleClient:
 
     def __init__(self, module: Module) -> None:
         self.module = module
-        h = module.http
-        self._password = FileSecret(h.password_file, "password") if h.password_file else None
-        self._credentials = FileSecret(h.credentials_file, "credentials") if h.credentials_file else None
+        self._auth = AuthHeader(module.http.basic_auth, module.http.authorization)
         self._ssl: ssl.SSLContext | None = None
 
     def ssl_for(self, url: URL) -> Any:
@@ -118,14 +115,10 @@ class ModuleClient:
         return self.module.http.server_name if url.scheme == "https" else None
 
     def headers(self) -> dict[str, str]:
-        m, h = self.module, self.module.http
-        headers = {"Accept": "application/json"} | dict(m.headers)
-        if h.username is not None:
-            password = self._password.read() if self._password else (h.password or "")
-            headers["Authorization"] = "Basic " + b64encode(f"{h.username}:{password}".encode()).decode()
-        elif h.credentials is not None or self._credentials is not None:
-            token = self._credentials.read() if self._credentials else h.credentials
-            headers["Authorization"] = f"{h.auth_type} {token}"
+        headers = {"Accept": "application/json"} | dict(self.module.headers)
+        authorization = self._auth.value()
+        if authorization is not None:
+            headers["Authorization"] = authorization
         return headers
 
     def body(self, query: Mapping[str, str]) -> bytes | None:
