@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from exporter.config import ConfigError, load_config, parse_config
+from exporter.config import load_config, parse_config
+from exporter.yamlreader import ConfigError
 from tests.payloads import topology_a
 
 
