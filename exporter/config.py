@@ -18,8 +18,8 @@ import yaml
 from .http import BasicAuth
 from .jsonexp.modules import Module, parse_modules
 from .mapping import Fixed, Pattern, Rule
-from .tls import TLSConfig, TLSFileError, load_tls
-from .yamlreader import ConfigError, Reader
+from .tls import TLSConfig
+from .yamlreader import ConfigError, Reader, has_authorization, read_auth, read_headers, read_tls
 
 DEFAULT_LISTEN = "127.0.0.1:9108"
 
@@ -152,71 +152,21 @@ def _rule(r: Reader) -> Rule:
     return Fixed(microservice)
 
 
-def _headers(r: Reader) -> dict[str, str]:
-    h = r.mapping("headers")
-    headers: dict[str, str] = {}
-    for name in h.data:
-        value = h.string(name)
-        if value is None:
-            raise h.error(name, "expected a string value")
-        headers[name] = value
-    return headers
-
-
-def _basic_auth(r: Reader | None) -> BasicAuth | None:
-    if r is None:
-        return None
-    r.only(("username", "password", "password_file"))
-    username = r.string("username")
-    if not username:
-        raise r.error("username", "required in basic_auth")
-    password, password_file = r.string("password"), r.string("password_file")
-    if (password is None) == (password_file is None):
-        raise r.error("password", "give exactly one of password or password_file")
-    return BasicAuth(username, password, password_file)
-
-
-def _tls(r: Reader | None) -> TLSConfig:
-    if r is None:
-        return TLSConfig()
-    r.only(("ca_file", "cert_file", "key_file", "insecure_skip_verify"))
-    tls = TLSConfig(
-        ca_file=r.string("ca_file"),
-        cert_file=r.string("cert_file"),
-        key_file=r.string("key_file"),
-        insecure_skip_verify=r.boolean("insecure_skip_verify", False),
-    )
-    if (tls.cert_file is None) != (tls.key_file is None):
-        raise r.error("cert_file", "cert_file and key_file go together")
-    for name, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
-        if path is not None and not os.path.isfile(path):
-            raise r.error(name, f"file not found: {path}")
-    try:  # a file that exists but does not load fails here, not silently at the first poll
-        load_tls(tls)
-    except TLSFileError as exc:
-        raise r.error(exc.key, str(exc)) from None
-    return tls
-
-
 def _target(r: Reader, default_timeout: float) -> TargetConfig:
     r.only(_TARGET_KEYS)
     url = _url(r)
     rule = _rule(r)
-    headers = _headers(r)
-    basic = _basic_auth(r.child("basic_auth"))
-    bearer = r.string("bearer_token_file")
-    auth_header = any(k.lower() == "authorization" for k in headers)
-    if sum((basic is not None, bearer is not None, auth_header)) > 1:
-        raise r.error("bearer_token_file", "give only one of bearer_token_file, basic_auth or an Authorization header")
+    headers, _ = read_headers(r)
+    basic, bearer = read_auth(r, ("basic_auth", "bearer_token_file"), authorization_header=has_authorization(headers))
     default_name = rule.microservice if isinstance(rule, Fixed) else urlsplit(url).netloc + urlsplit(url).path
     return TargetConfig(
         name=r.string("name") or default_name,
         url=url,
         rule=rule,
         headers=headers,
-        bearer_token_file=bearer,
+        bearer_token_file=bearer.credentials_file if bearer else None,
         basic_auth=basic,
-        tls=_tls(r.child("tls")),
+        tls=read_tls(r.child("tls")),
         timeout=r.number("timeout", default_timeout, minimum=0.01),
     )
 

@@ -9,15 +9,24 @@ import re
 import ssl
 from dataclasses import dataclass
 
+TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
+                "TLS13": ssl.TLSVersion.TLSv1_3}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
-    """How to verify a server's certificate and which client certificate to present."""
+    """How to verify a server's certificate and which client certificate to present.
+
+    `server_name` (the name sent in SNI and verified) is applied by the caller on each request; `min_version`
+    (a key of TLS_VERSIONS) by `load_tls`.
+    """
 
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     insecure_skip_verify: bool = False
+    server_name: str | None = None
+    min_version: str | None = None
 
 
 class TLSFileError(ValueError):
@@ -61,4 +70,6 @@ def load_tls(tls: TLSConfig) -> ssl.SSLContext:
                 "cert_file",
                 f"cannot load the client certificate {tls.cert_file} with the key {tls.key_file}: {_ssl_reason(exc)}",
             ) from None
+    if tls.min_version is not None:
+        ctx.minimum_version = TLS_VERSIONS[tls.min_version]
     return ctx

@@ -1,4 +1,5 @@
-"""The typed YAML reader that targets (config.py) and json_exporter modules (jsonexp/modules.py) are read with.
+"""The typed YAML reader that targets (config.py) and json_exporter modules (jsonexp/modules.py) are read with,
+including the blocks both have — headers, credentials, TLS — read here once, by the same rules.
 
 A `Reader` is one mapping at a dotted key path; every problem is a `ConfigError` naming the file, the key and what
 was expected, and warnings (a setting accepted but not applied as written) go to one list for the whole file.
@@ -6,9 +7,15 @@ was expected, and warnings (a setting accepted but not applied as written) go to
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .http import Authorization, BasicAuth
+from .tls import TLS_VERSIONS, TLSConfig, TLSFileError, load_tls
+
+TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
 
 
 class ConfigError(ValueError):
@@ -92,6 +99,13 @@ class Reader:
         text = str(value)
         return interpolate(text, self.source, self.key(name), self.env) if expand else text
 
+    def file(self, name: str) -> str | None:
+        """A file path (`${VAR}` expanded), or None when not given; an empty path is an error."""
+        path = self.string(name)
+        if path == "":
+            raise self.error(name, "expected a file path, got ''")
+        return path
+
     def number(self, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
         """A number at least `minimum`; a string is expanded and parsed (`timeout: ${TIMEOUT:-5}`)."""
         value = self.data.get(name, default)
@@ -138,3 +152,107 @@ class Reader:
             Reader(item, self.source, f"{self.key(name)}[{i}]", self.env, self.warnings)
             for i, item in enumerate(self.sequence(name, expected))
         ]
+
+
+def read_headers(r: Reader) -> tuple[dict[str, str], tuple[str, ...]]:
+    """`headers:` with `${VAR}` expanded, and the names of those whose value came from the environment."""
+    h = r.mapping("headers")
+    headers: dict[str, str] = {}
+    for name in h.data:
+        value = h.string(name)
+        if value is None:
+            raise h.error(name, "expected a string value")
+        headers[name] = value
+    return headers, tuple(name for name in h.data if "${" in str(h.data[name]))
+
+
+def has_authorization(headers: Mapping[str, str]) -> bool:
+    """Whether `headers` set Authorization themselves."""
+    return any(name.lower() == "authorization" for name in headers)
+
+
+def _at_most_one(r: Reader, first: str, second: str) -> None:
+    if r.has(first) and r.has(second):
+        raise r.error(second, f"give at most one of {first} or {second}")
+
+
+def _basic_auth(r: Reader | None) -> BasicAuth | None:
+    # Prometheus' rules: the password may be empty, and so may the username.
+    if r is None:
+        return None
+    r.only(("username", "password", "password_file"))
+    _at_most_one(r, "password", "password_file")
+    username, password, password_file = r.string("username", "") or "", r.string("password"), r.file("password_file")
+    if not username and password is None and password_file is None:
+        raise r.error("username", "expected a username, a password or a password_file")
+    return BasicAuth(username, password, password_file)
+
+
+def _authorization(r: Reader) -> Authorization | None:
+    a = r.child("authorization")
+    if a is None:  # bearer_token and bearer_token_file are json_exporter's older spelling of the same
+        auth_type, credentials, credentials_file = "Bearer", r.string("bearer_token"), r.file("bearer_token_file")
+    else:
+        a.only(("type", "credentials", "credentials_file"))
+        _at_most_one(a, "credentials", "credentials_file")
+        auth_type = (a.string("type") or "").strip() or "Bearer"
+        if auth_type.lower() == "basic":
+            raise a.error("type", f"expected a type other than Basic, got {auth_type!r}: use basic_auth instead")
+        credentials, credentials_file = a.string("credentials"), a.file("credentials_file")
+    if credentials is None and credentials_file is None:
+        return None
+    return Authorization(auth_type, credentials, credentials_file)
+
+
+def read_auth(
+    r: Reader, keys: Sequence[str], *, authorization_header: bool
+) -> tuple[BasicAuth | None, Authorization | None]:
+    """The credentials among `keys` (basic_auth, authorization, bearer_token, bearer_token_file) of `r`.
+
+    At most one may be given, and none next to an `Authorization` header: each would set that header, and which
+    one wins is not something a reader of the file should have to know.
+    """
+    given = [k for k in keys if r.has(k)]
+    if authorization_header:
+        given.insert(0, "an Authorization header")
+    if len(given) > 1:
+        raise r.error(given[1], f"give only one of {given[1]} or {given[0]}: both set the Authorization header")
+    return _basic_auth(r.child("basic_auth")), _authorization(r)
+
+
+def _min_version(r: Reader) -> str | None:
+    version = r.string("min_version")
+    if version is not None and version not in TLS_VERSIONS:
+        raise r.error("min_version", f"expected one of {', '.join(TLS_VERSIONS)}, got {version!r}")
+    return version
+
+
+def _check_loads(r: Reader, tls: TLSConfig) -> None:
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, name)
+        if path is not None and not os.path.isfile(path):
+            raise r.error(name, f"file not found: {path}")
+    try:  # a file that exists but does not load fails here, not at the first request
+        load_tls(tls)
+    except TLSFileError as exc:
+        raise r.error(exc.key, str(exc)) from None
+
+
+def read_tls(r: Reader | None, keys: Sequence[str] = TLS_KEYS) -> TLSConfig:
+    """A `tls:` (target) or `tls_config:` (module) block; its files are loaded now, so one that does not load is a
+    ConfigError naming its key. `keys` adds server_name and min_version for modules."""
+    if r is None:
+        return TLSConfig()
+    r.only(keys)
+    tls = TLSConfig(
+        ca_file=r.file("ca_file"),
+        cert_file=r.file("cert_file"),
+        key_file=r.file("key_file"),
+        insecure_skip_verify=r.boolean("insecure_skip_verify", False),
+        server_name=r.string("server_name") or None,  # empty: the URL's host, as in Go's tls.Config
+        min_version=_min_version(r),
+    )
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise r.error("cert_file", "cert_file and key_file go together")
+    _check_loads(r, tls)
+    return tls

@@ -10,28 +10,27 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from yarl import URL
 
 from ..http import Authorization, BasicAuth
-from ..tls import TLSConfig, TLSFileError, load_tls
-from ..yamlreader import Reader
+from ..tls import TLSConfig
+from ..yamlreader import TLS_KEYS, Reader, has_authorization, read_auth, read_headers, read_tls
 from .path import PathError, Template, compile_template
 from .targets import Rule, TargetError, allowed, parse_rule
 
 METRIC_KEYS = ("name", "help", "type", "valuetype", "path", "labels", "values", "epochtimestamp",
                "allow_missing_key", "value_map")  # fmt: skip
 MODULE_KEYS = ("headers", "metrics", "http_client_config", "body", "valid_status_codes", "allowed_targets")
-HTTP_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file", "tls_config", "follow_redirects",
-             "enable_http2")  # fmt: skip
+AUTH_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file")
+HTTP_KEYS = (*AUTH_KEYS, "tls_config", "follow_redirects", "enable_http2")
+TLS_CONFIG_KEYS = (*TLS_KEYS, "server_name", "min_version")  # a target's tls: has no server_name, min_version
 UNSUPPORTED_HTTP_KEYS = ("oauth2", "proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header",
                          "http_headers", "enable_http2_")  # fmt: skip
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 # A header whose name says it carries a secret (X-Api-Key, X-Monitoring-Token, X-Auth-...), or whose value comes
 # from the environment (`${TOKEN}`), counts as a credential too: a module sending it must list allowed_targets.
 _SECRET_HEADER_NAME = re.compile(r"auth|token|secret|key|password|passwd|session|cookie|signature|credential", re.I)
-TLS_VERSIONS = ("TLS10", "TLS11", "TLS12", "TLS13")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _TEMPLATE_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -60,19 +59,8 @@ class HttpClient:
 
     basic_auth: BasicAuth | None = None
     authorization: Authorization | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    server_name: str | None = None
-    min_version: str | None = None  # TLS10 … TLS13
-    insecure_skip_verify: bool = False
+    tls: TLSConfig = field(default_factory=TLSConfig)
     follow_redirects: bool = False
-
-
-def tls_config(h: HttpClient) -> TLSConfig:
-    """The module's `tls_config` files as the exporter's TLS settings (server_name and min_version apart)."""
-    return TLSConfig(ca_file=h.ca_file, cert_file=h.cert_file, key_file=h.key_file,
-                     insecure_skip_verify=h.insecure_skip_verify)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +81,7 @@ class Module:
     @property
     def has_credentials(self) -> bool:
         h = self.http
-        return bool(h.basic_auth is not None or h.authorization is not None or h.cert_file or self.secret_headers)
+        return bool(h.basic_auth is not None or h.authorization is not None or h.tls.cert_file or self.secret_headers)
 
     def target_allowed(self, url: URL) -> bool:
         """No list: any target (only for modules without credentials). Else exact, `prefix*` or `~regex`,
@@ -171,67 +159,18 @@ def _metric(r: Reader) -> MetricDef:
     )
 
 
-def _basic_auth(r: Reader | None) -> BasicAuth | None:
-    if r is None:
-        return None
-    r.only(("username", "password", "password_file"))
-    return BasicAuth(r.string("username", "") or "", r.string("password"),
-                     r.string("password_file", expand=False))  # fmt: skip
-
-
-def _authorization(http: Reader) -> Authorization | None:
-    auth_type, credentials, credentials_file = "Bearer", None, None
-    a = http.child("authorization")
-    if a is not None:
-        a.only(("type", "credentials", "credentials_file"))
-        auth_type = a.string("type", "Bearer", expand=False) or "Bearer"
-        if auth_type.lower() == "basic":
-            raise a.error("type", "use basic_auth for Basic credentials")
-        credentials, credentials_file = a.string("credentials"), a.string("credentials_file", expand=False)
-    if http.has("bearer_token"):
-        credentials = http.string("bearer_token")
-    if http.has("bearer_token_file"):
-        credentials_file = http.string("bearer_token_file", expand=False)
-    if credentials is None and not credentials_file:
-        return None
-    return Authorization(auth_type, credentials, credentials_file)
-
-
-def _tls(r: Reader | None) -> dict[str, Any]:
-    if r is None:
-        return {}
-    r.only(("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version"))
-    out: dict[str, Any] = {k: r.string(k, expand=False) for k in ("ca_file", "cert_file", "key_file", "server_name")}
-    version = r.string("min_version", expand=False)
-    if version is not None and version not in TLS_VERSIONS:
-        raise r.error("min_version", f"expected one of {', '.join(TLS_VERSIONS)}, got {version!r}")
-    out["min_version"] = version
-    out["insecure_skip_verify"] = r.boolean("insecure_skip_verify", False)
-    if (out["cert_file"] is None) != (out["key_file"] is None):
-        raise r.error("cert_file", "cert_file and key_file go together")
-    return out
-
-
-def _http(r: Reader | None) -> HttpClient:
+def _http(r: Reader | None, *, authorization_header: bool) -> HttpClient:
+    """`http_client_config`; `authorization_header`: the module's headers set Authorization themselves."""
     if r is None:
         return HttpClient()  # json_exporter: without the block, redirects are not followed
     r.only(HTTP_KEYS, unsupported=UNSUPPORTED_HTTP_KEYS)
-    auth_kinds = [k for k in ("basic_auth", "authorization", "bearer_token", "bearer_token_file") if k in r.data]
-    if len(auth_kinds) > 1:
-        raise r.error(auth_kinds[1], f"at most one of basic_auth, authorization, bearer_token; also {auth_kinds[0]}")
-    t = r.child("tls_config")
-    http = HttpClient(
-        basic_auth=_basic_auth(r.child("basic_auth")),
-        authorization=_authorization(r),
+    basic, authorization = read_auth(r, AUTH_KEYS, authorization_header=authorization_header)
+    return HttpClient(
+        basic_auth=basic,
+        authorization=authorization,
+        tls=read_tls(r.child("tls_config"), TLS_CONFIG_KEYS),
         follow_redirects=r.boolean("follow_redirects", True),
-        **_tls(t),
     )
-    if t is not None and (http.ca_file or http.cert_file):
-        try:  # a missing or unloadable file fails the load (or the reload), not every probe with a 500
-            load_tls(tls_config(http))
-        except TLSFileError as exc:
-            raise t.error(exc.key, str(exc)) from None
-    return http
 
 
 def _body(r: Reader | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
@@ -255,19 +194,12 @@ def _body(r: Reader | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
     return content, tuple(params)
 
 
-def _headers(r: Reader) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The module's headers, and the names of those that count as credentials."""
-    h = r.mapping("headers")
-    headers: dict[str, str] = {}
-    secret: list[str] = []
-    for name in h.data:
-        value = h.string(name)
-        if value is None:
-            raise h.error(name, "expected a string value")
-        headers[name] = value
-        if name.lower() in CREDENTIAL_HEADERS or _SECRET_HEADER_NAME.search(name) or "${" in str(h.data[name]):
-            secret.append(name)
-    return headers, tuple(secret)
+def _secret_headers(headers: Mapping[str, str], from_env: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of the headers that count as credentials."""
+    return tuple(
+        name for name in headers
+        if name.lower() in CREDENTIAL_HEADERS or _SECRET_HEADER_NAME.search(name) or name in from_env
+    )  # fmt: skip
 
 
 def _status_codes(r: Reader) -> tuple[int, ...]:
@@ -306,20 +238,20 @@ def _require_allowed_targets(r: Reader, module: Module) -> None:
 def _module(r: Reader, name: str) -> Module:
     r.only(MODULE_KEYS)
     metrics = r.readers("metrics", "a list of metrics")
-    headers, secret_headers = _headers(r)
+    headers, from_env = read_headers(r)
     allowed_targets, rules = _allowed_targets(r)
     body, body_params = _body(r.child("body"))
     module = Module(
         name=name,
         metrics=tuple(_metric(m) for m in metrics),
         headers=headers,
-        http=_http(r.child("http_client_config")),
+        http=_http(r.child("http_client_config"), authorization_header=has_authorization(headers)),
         valid_status_codes=_status_codes(r),
         body=body,
         body_params=body_params,
         allowed_targets=allowed_targets,
         rules=rules,
-        secret_headers=secret_headers,
+        secret_headers=_secret_headers(headers, from_env),
     )
     _require_allowed_targets(r, module)
     return module
