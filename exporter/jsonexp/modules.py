@@ -26,7 +26,7 @@ AUTH_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file")
 HTTP_KEYS = (*AUTH_KEYS, "tls_config", "follow_redirects", "enable_http2")
 TLS_CONFIG_KEYS = (*TLS_KEYS, "server_name", "min_version")  # a target's tls: has no server_name, min_version
 UNSUPPORTED_HTTP_KEYS = ("oauth2", "proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header",
-                         "http_headers", "enable_http2_")  # fmt: skip
+                         "http_headers")  # fmt: skip
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 # A header whose name says it carries a secret (X-Api-Key, X-Monitoring-Token, X-Auth-...), or whose value comes
 # from the environment (`${TOKEN}`), counts as a credential too: a module sending it must list allowed_targets.
@@ -159,11 +159,21 @@ def _metric(r: Reader) -> MetricDef:
     )
 
 
+def _warn_http2(r: Reader) -> None:
+    # Accepted because json_exporter configs carry it; a `true` that silently did nothing would mislead.
+    if r.boolean("enable_http2", False):
+        r.warn(
+            "enable_http2", "true is ignored: probes use HTTP/1.1, the only version aiohttp's client speaks "
+            "(json_exporter's own probes disable HTTP/2 too)",
+        )  # fmt: skip
+
+
 def _http(r: Reader | None, *, authorization_header: bool) -> HttpClient:
     """`http_client_config`; `authorization_header`: the module's headers set Authorization themselves."""
     if r is None:
         return HttpClient()  # json_exporter: without the block, redirects are not followed
     r.only(HTTP_KEYS, unsupported=UNSUPPORTED_HTTP_KEYS)
+    _warn_http2(r)
     basic, authorization = read_auth(r, AUTH_KEYS, authorization_header=authorization_header)
     return HttpClient(
         basic_auth=basic,
