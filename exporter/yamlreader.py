@@ -49,7 +49,8 @@ def interpolate(value: str, source: str, key: str, env: Mapping[str, str]) -> st
 class Reader:
     """Typed access to one YAML mapping at `path`: unknown keys are errors, `${VAR}` is expanded in strings.
 
-    A key whose value is null reads as absent. Children share the file's environment and warnings list.
+    A null string or block reads as absent (a null number or boolean is an error). Children share the file's
+    environment and warnings list.
     """
 
     def __init__(

@@ -132,17 +132,20 @@ def _value_map(r: Reader) -> dict[str, float] | None:
     return out
 
 
+def _choice(r: Reader, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = r.data.get(name) or default
+    if value not in choices:
+        raise r.error(name, f"expected {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+    return value
+
+
 def _metric(r: Reader) -> MetricDef:
     r.only(METRIC_KEYS, case_variants=True)
     name = r.string("name", "", expand=False) or ""
     if not _METRIC.match(name):
         raise r.error("name", f"expected a Prometheus metric name, got {name!r}")
-    mtype = r.data.get("type") or "value"
-    if mtype not in ("value", "object"):
-        raise r.error("type", f"expected value or object, got {mtype!r}")
-    valuetype = r.data.get("valuetype") or "untyped"
-    if valuetype not in ("gauge", "counter", "untyped"):
-        raise r.error("valuetype", f"expected gauge, counter or untyped, got {valuetype!r}")
+    mtype = _choice(r, "type", ("value", "object"), "value")
+    valuetype = _choice(r, "valuetype", ("gauge", "counter", "untyped"), "untyped")
     if not r.has("path"):
         raise r.error("path", "required: where the value (or, for type object, the objects) are")
     return MetricDef(
