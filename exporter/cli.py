@@ -13,8 +13,9 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import DEFAULT_LISTEN, Config, ConfigError, load_config, split_listen, target_from_flag, validate
+from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_from_flag, validate
 from .mapping import Fixed
+from .yamlreader import ConfigError
 
 ENV_PREFIX = "HORIZON_EXPORTER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")

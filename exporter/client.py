@@ -12,119 +12,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import re
 import ssl
 import time
-from base64 import b64encode
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from .config import TargetConfig, TLSConfig, redact_url
+from .config import TargetConfig, redact_url
 from .horizon import HorizonReading, SchemaError, parse_masters, parse_stats, parse_workload
+from .http import AuthHeader, Authorization, FetchError, client_error, read_capped
+from .tls import TLSFileError, load_tls
 
 ENDPOINTS = ("stats", "workload", "masters")
 _PARSERS = {"stats": parse_stats, "workload": parse_workload, "masters": parse_masters}
-
-
-class FetchError(Exception):
-    """A failed poll: `reason` is a metric label value, the message says what happened."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-class FileSecret:
-    """A secret read from a file, re-read when the file's mtime or size changes (rotated Secrets)."""
-
-    def __init__(self, path: str, what: str) -> None:
-        self.path, self.what = path, what
-        self._stamp: tuple[int, int] | None = None
-        self._value = ""
-
-    def read(self) -> str:
-        try:
-            st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._stamp:
-                with open(self.path, encoding="utf-8") as fh:
-                    self._value = fh.read().strip()
-                self._stamp = stamp
-        except OSError as exc:
-            raise FetchError("credentials", f"cannot read {self.what} file {self.path}: {exc.strerror}") from None
-        if not self._value:
-            raise FetchError("credentials", f"{self.what} file {self.path} is empty")
-        return self._value
-
-
-class TLSFileError(ValueError):
-    """A TLS file that exists but does not load; `key` is the `tls:` key naming it (ca_file, cert_file, key_file)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        super().__init__(message)
-
-
-def _ssl_reason(exc: OSError) -> str:
-    # "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found (_ssl.c:4154)" without the C source line.
-    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
-
-
-def load_tls(tls: TLSConfig) -> ssl.SSLContext:
-    """The TLS context a target's `tls:` block describes, or `TLSFileError` naming the file that does not load.
-
-    Used at config load (so a garbage CA file or a mismatched key pair is a ConfigError) and by `TargetClient`.
-    """
-    if tls.insecure_skip_verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        try:
-            ctx = ssl.create_default_context(cafile=tls.ca_file)
-        except OSError as exc:
-            message = f"cannot load CA certificates from {tls.ca_file}: {_ssl_reason(exc)}"
-            raise TLSFileError("ca_file", message) from None
-    if tls.cert_file and tls.key_file:
-
-        def no_passphrase() -> bytes:
-            # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
-            raise TLSFileError("key_file", f"{tls.key_file} is passphrase-protected; give an unencrypted key")
-
-        try:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)
-        except OSError as exc:
-            raise TLSFileError(
-                "cert_file",
-                f"cannot load the client certificate {tls.cert_file} with the key {tls.key_file}: {_ssl_reason(exc)}",
-            ) from None
-    return ctx
-
-
-async def read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
-    """The body, or `FetchError(too_large)` as soon as it exceeds `limit` bytes (never read whole)."""
-    if resp.content_length is not None and resp.content_length > limit:
-        raise FetchError("too_large", f"{where}: body of {resp.content_length} bytes over the limit of {limit}")
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            raise FetchError("too_large", f"{where}: body over the limit of {limit} bytes")
-    return bytes(body)
-
-
-def client_error(exc: BaseException, where: str, timeout: float) -> FetchError:
-    """Map an aiohttp/asyncio exception to a `FetchError` with a reason."""
-    if isinstance(exc, TimeoutError):
-        return FetchError("timeout", f"{where}: no complete answer within {timeout:g}s")
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return FetchError("tls", f"{where}: TLS failed: {exc}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return FetchError("connection", f"{where}: cannot connect: {exc.os_error}")
-    return FetchError("connection", f"{where}: {type(exc).__name__}: {exc}")
 
 
 class TargetClient:
@@ -155,20 +56,15 @@ class TargetClient:
         self._max_body = max_body_bytes
         self._ssl: ssl.SSLContext | bool | None = True if target.url.startswith("http://") else None
         self._timeout = aiohttp.ClientTimeout(total=target.timeout)
-        self._bearer = FileSecret(target.bearer_token_file, "bearer token") if target.bearer_token_file else None
-        basic = target.basic_auth
-        self._basic_file = FileSecret(basic.password_file, "password") if basic and basic.password_file else None
+        bearer = Authorization(credentials_file=target.bearer_token_file) if target.bearer_token_file else None
+        self._auth = AuthHeader(target.basic_auth, bearer)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "horizon-keda-exporter"}
         headers.update(self.target.headers)
-        if self._bearer is not None:
-            headers["Authorization"] = f"Bearer {self._bearer.read()}"
-        basic = self.target.basic_auth
-        if basic is not None:
-            password = self._basic_file.read() if self._basic_file else (basic.password or "")
-            token = b64encode(f"{basic.username}:{password}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
+        authorization = self._auth.value()
+        if authorization is not None:
+            headers["Authorization"] = authorization
         return headers
 
     def _tls(self) -> ssl.SSLContext | bool:

@@ -8,47 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from .http import BasicAuth
+from .jsonexp.modules import Module, parse_modules
 from .mapping import Fixed, Pattern, Rule
-
-if TYPE_CHECKING:
-    from .jsonexp.modules import Module
+from .tls import TLSConfig
+from .yamlreader import ConfigError, Reader, has_authorization, read_auth, read_headers, read_tls
 
 DEFAULT_LISTEN = "127.0.0.1:9108"
-
-
-class ConfigError(ValueError):
-    """A configuration problem: `source` is the file (or `--target`), `key` the dotted key."""
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source, self.key = source, key
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class BasicAuth:
-    """HTTP basic credentials; the password may come from a file (re-read when it changes)."""
-
-    username: str
-    password: str | None = None
-    password_file: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TLSConfig:
-    """How to verify a Horizon's certificate and which client certificate to present."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure_skip_verify: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +34,7 @@ class TargetConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     bearer_token_file: str | None = None
     basic_auth: BasicAuth | None = None
-    tls: TLSConfig = TLSConfig()
+    tls: TLSConfig = field(default_factory=TLSConfig)
     timeout: float = 5.0
 
 
@@ -88,25 +61,6 @@ class Config:
     def host_port(self) -> tuple[str, int]:
         """`listen` split into host and port (validated at load)."""
         return split_listen(self.listen, self.source)
-
-
-_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def interpolate(value: str, source: str, key: str, env: Mapping[str, str]) -> str:
-    """Replace `${VAR}` and `${VAR:-default}` from the environment; `$$` is a literal `$`."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, default = m.group(1), m.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(source, key, f"environment variable {name} is not set (write ${{{name}:-}} for empty)")
-
-    return _ENV.sub(sub, value)
 
 
 _USERINFO = re.compile(r"^(?:([^:/?#]+:)//)?[^/?#]*@")
@@ -136,59 +90,6 @@ def split_listen(listen: str, source: str = "--listen") -> tuple[str, int]:
     return host, int(port)
 
 
-class _Reader:
-    """Typed access to one YAML mapping, rejecting unknown keys; errors carry the dotted key path."""
-
-    def __init__(self, data: Any, source: str, path: str, env: Mapping[str, str]) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(source, path or "(top level)", f"expected a mapping, got {type(data).__name__}")
-        self.data, self.source, self.path, self.env = data, source, path, env
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def only(self, allowed: Sequence[str]) -> None:
-        for name in self.data:
-            if name not in allowed:
-                raise ConfigError(
-                    self.source, self.key(str(name)), f"unknown key; expected one of: {', '.join(allowed)}"
-                )
-
-    def string(self, name: str, default: str | None = None) -> str | None:
-        value = self.data.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ConfigError(self.source, self.key(name), f"expected a string, got {type(value).__name__}")
-        return interpolate(str(value), self.source, self.key(name), self.env)
-
-    def number(self, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
-        value = self.data.get(name, default)
-        if isinstance(value, str):
-            value = interpolate(value, self.source, self.key(name), self.env)
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(self.source, self.key(name), f"expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(self.source, self.key(name), f"expected a number, got {value!r}")
-        if value < minimum or (integer and value != int(value)):
-            kind = "an integer" if integer else "a number"
-            raise ConfigError(self.source, self.key(name), f"expected {kind} >= {minimum:g}, got {value!r}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.data.get(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(self.source, self.key(name), f"expected true or false, got {value!r}")
-        return value
-
-    def child(self, name: str) -> _Reader | None:
-        if self.data.get(name) is None:
-            return None
-        return _Reader(self.data[name], self.source, self.key(name), self.env)
-
-
 _TARGET_KEYS = (
     "name", "microservice", "url", "microservices_from", "pattern", "headers",
     "bearer_token_file", "basic_auth", "tls", "timeout",
@@ -213,101 +114,60 @@ def _check_url(url: str, source: str, key: str) -> str:
     return url.rstrip("/")
 
 
-def _target(r: _Reader, default_timeout: float) -> TargetConfig:
-    r.only(_TARGET_KEYS)
+def _url(r: Reader) -> str:
     url = r.string("url")
     if not url:
-        raise ConfigError(r.source, r.key("url"), "required: Horizon's base URL, e.g. http://orders/horizon")
-    url = _check_url(url, r.source, r.key("url"))
-    microservice = r.string("microservice")
-    source_kind = r.string("microservices_from")
-    pattern = r.string("pattern")
-    rule: Rule
-    if microservice is not None:
-        if source_kind is not None or pattern is not None:
-            raise ConfigError(
-                r.source, r.key("microservice"), "give either microservice or microservices_from/pattern, not both"
-            )
-        if not microservice:
-            raise ConfigError(r.source, r.key("microservice"), "expected a non-empty name")
-        rule = Fixed(microservice)
-    elif source_kind is not None:
-        if source_kind not in ("supervisor", "queue"):
-            raise ConfigError(
-                r.source, r.key("microservices_from"), f"expected supervisor or queue, got {source_kind!r}"
-            )
-        if not pattern:
-            raise ConfigError(r.source, r.key("pattern"), "required with microservices_from")
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(r.source, r.key("pattern"), f"invalid regular expression: {exc}") from None
-        if "microservice" not in regex.groupindex:
-            raise ConfigError(r.source, r.key("pattern"), "expected a named group (?P<microservice>...)")
-        rule = Pattern(source_kind, regex)
-    else:
-        raise ConfigError(
-            r.source, r.key("microservice"), "each target needs microservice (one Horizon per microservice) "
-            "or microservices_from + pattern (one Horizon for many)",
-        )  # fmt: skip
-    name = r.string("name") or microservice or (urlsplit(url).netloc + urlsplit(url).path)
-    headers: dict[str, str] = {}
-    h = r.child("headers")
-    if h is not None:
-        for hname in h.data:
-            value = h.string(str(hname))
-            if value is None:
-                raise ConfigError(r.source, h.key(str(hname)), "expected a string value")
-            headers[str(hname)] = value
-    basic = None
-    b = r.child("basic_auth")
-    if b is not None:
-        b.only(("username", "password", "password_file"))
-        username = b.string("username")
-        if not username:
-            raise ConfigError(r.source, b.key("username"), "required in basic_auth")
-        password, password_file = b.string("password"), b.string("password_file")
-        if (password is None) == (password_file is None):
-            raise ConfigError(r.source, b.key("password"), "give exactly one of password or password_file")
-        basic = BasicAuth(username, password, password_file)
-    bearer = r.string("bearer_token_file")
-    auth_header = any(k.lower() == "authorization" for k in headers)
-    if sum((basic is not None, bearer is not None, auth_header)) > 1:
-        raise ConfigError(
-            r.source, r.key("bearer_token_file"),
-            "give only one of bearer_token_file, basic_auth or an Authorization header",
-        )  # fmt: skip
-    tls = TLSConfig()
-    t = r.child("tls")
-    if t is not None:
-        t.only(("ca_file", "cert_file", "key_file", "insecure_skip_verify"))
-        tls = TLSConfig(
-            ca_file=t.string("ca_file"),
-            cert_file=t.string("cert_file"),
-            key_file=t.string("key_file"),
-            insecure_skip_verify=t.boolean("insecure_skip_verify", False),
-        )
-        if (tls.cert_file is None) != (tls.key_file is None):
-            raise ConfigError(r.source, t.key("cert_file"), "cert_file and key_file go together")
-    for key, path in (("tls.ca_file", tls.ca_file), ("tls.cert_file", tls.cert_file),
-                      ("tls.key_file", tls.key_file)):  # fmt: skip
-        if path is not None and not os.path.isfile(path):
-            raise ConfigError(r.source, r.key(key), f"file not found: {path}")
-    if t is not None:
-        from .client import TLSFileError, load_tls  # late: the client builds on this module
+        raise r.error("url", "required: Horizon's base URL, e.g. http://orders/horizon")
+    return _check_url(url, r.source, r.key("url"))
 
-        try:  # a file that exists but does not load fails here, not silently at the first poll
-            load_tls(tls)
-        except TLSFileError as exc:
-            raise ConfigError(r.source, r.key(f"tls.{exc.key}"), str(exc)) from None
+
+def _pattern(r: Reader, source_kind: str) -> Pattern:
+    if source_kind not in ("supervisor", "queue"):
+        raise r.error("microservices_from", f"expected supervisor or queue, got {source_kind!r}")
+    pattern = r.string("pattern")
+    if not pattern:
+        raise r.error("pattern", "required with microservices_from")
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise r.error("pattern", f"invalid regular expression: {exc}") from None
+    if "microservice" not in regex.groupindex:
+        raise r.error("pattern", "expected a named group (?P<microservice>...)")
+    return Pattern(source_kind, regex)
+
+
+def _rule(r: Reader) -> Rule:
+    """Topology (a), `microservice:`, or (b), `microservices_from:` + `pattern:`; exactly one of them."""
+    microservice, source_kind = r.string("microservice"), r.string("microservices_from")
+    if microservice is None:
+        if source_kind is None:
+            raise r.error(
+                "microservice", "each target needs microservice (one Horizon per microservice) "
+                "or microservices_from + pattern (one Horizon for many)",
+            )  # fmt: skip
+        return _pattern(r, source_kind)
+    if source_kind is not None or r.has("pattern"):
+        raise r.error("microservice", "give either microservice or microservices_from/pattern, not both")
+    if not microservice:
+        raise r.error("microservice", "expected a non-empty name")
+    return Fixed(microservice)
+
+
+def _target(r: Reader, default_timeout: float) -> TargetConfig:
+    r.only(_TARGET_KEYS)
+    url = _url(r)
+    rule = _rule(r)
+    headers, _ = read_headers(r)
+    basic, bearer = read_auth(r, ("basic_auth", "bearer_token_file"), authorization_header=has_authorization(headers))
+    default_name = rule.microservice if isinstance(rule, Fixed) else urlsplit(url).netloc + urlsplit(url).path
     return TargetConfig(
-        name=name,
+        name=r.string("name") or default_name,
         url=url,
         rule=rule,
         headers=headers,
-        bearer_token_file=bearer,
+        bearer_token_file=bearer.credentials_file if bearer else None,
         basic_auth=basic,
-        tls=tls,
+        tls=read_tls(r.child("tls")),
         timeout=r.number("timeout", default_timeout, minimum=0.01),
     )
 
@@ -320,23 +180,17 @@ def parse_config(
     `timeout` (from `--timeout` or its variable) replaces the file's top-level `timeout`, so it is the default of
     every target without a `timeout:` of its own; a target's own `timeout:` is kept.
     """
-    r = _Reader({} if data is None else data, source, "", os.environ if env is None else env)
+    r = Reader({} if data is None else data, source, "", os.environ if env is None else env)
     r.only(_TOP_KEYS)
     listen = r.string("listen", DEFAULT_LISTEN) or DEFAULT_LISTEN
     split_listen(listen, source)
     file_timeout = r.number("timeout", 5.0, minimum=0.01)  # checked even when overridden
     timeout = file_timeout if timeout is None else timeout
-    raw_targets = r.data.get("targets") or []
-    if not isinstance(raw_targets, list):
-        raise ConfigError(source, "targets", "expected a list of targets")
-    targets = [_target(_Reader(t, source, f"targets[{i}]", r.env), timeout) for i, t in enumerate(raw_targets)]
-    from .jsonexp.modules import parse_modules  # late: jsonexp builds on this module
-
-    warnings: list[str] = []
-    modules = parse_modules(r.data.get("modules"), source, r.env, warnings)
+    targets = [_target(t, timeout) for t in r.readers("targets", "a list of targets")]
+    modules = parse_modules(r.child("modules"))
     return Config(
         modules=modules,
-        warnings=tuple(warnings),
+        warnings=tuple(r.warnings),
         targets=tuple(targets),
         listen=listen,
         poll_interval=r.number("poll_interval", 1.0, minimum=0.05),

@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from .client import FetchError, TargetClient
+from .client import TargetClient
 from .config import Config, TargetConfig
 from .horizon import HorizonReading
+from .http import FetchError
 from .mapping import MicroserviceValues, map_reading
 from .snapshot import PollOutcome, TargetError, TargetState, advance, expire
 from .store import SnapshotStore

@@ -32,7 +32,7 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, or ValueError as soon as it is known to exceed `limit` bytes (stops reading there).
 
     `resp.content.read(n)` returns only what has arrived so far, so a document larger than one chunk must be
-    read to EOF. (exporter.client has the same loop; the scaler knows the exporter only by its HTTP contract.)
+    read to EOF. (exporter.http has the same loop; the scaler knows the exporter only by its HTTP contract.)
     """
     if resp.content_length is not None and resp.content_length > limit:
         raise ValueError(f"snapshot of {resp.content_length} bytes is over the limit of {limit} bytes")

@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from exporter.cli import build_parser, main, resolve_config
-from exporter.config import ConfigError, load_config
+from exporter.config import load_config
 from exporter.mapping import Fixed, Pattern
+from exporter.yamlreader import ConfigError
 from tests.certs import CA
 
 ISSUE_EXAMPLE = """\

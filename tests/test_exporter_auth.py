@@ -10,7 +10,8 @@ import ssl
 
 from aiohttp.test_utils import TestServer
 
-from exporter.config import BasicAuth, TLSConfig
+from exporter.http import BasicAuth
+from exporter.tls import TLSConfig
 from tests.certs import CA
 from tests.conftest import fixed_target, wait_for
 from tests.fake_horizon import FakeHorizon

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import textwrap
@@ -12,7 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from exporter.config import ConfigError, load_config, parse_config
+from exporter.cli import main
+from exporter.config import load_config, parse_config
+from exporter.jsonexp.reload import ModuleReloader
+from exporter.yamlreader import ConfigError
 from tests.payloads import topology_a
 
 
@@ -181,6 +185,32 @@ def test_unknown_keys_are_errors_case_variants_warn():
     assert any("valueType" in w for w in c.warnings)
     with pytest.raises(ConfigError, match="not supported by horizon-keda"):
         cfg("modules:\n  d:\n    http_client_config: {oauth2: {}}\n    metrics: []\n")
+
+
+HTTP2 = "modules:\n  m:\n    http_client_config: {enable_http2: true}\n    metrics: []\n"
+HTTP2_WARNING = (
+    "modules.m.http_client_config.enable_http2: true is ignored: probes use HTTP/1.1, the only version aiohttp's "
+    "client speaks (json_exporter's own probes disable HTTP/2 too)"
+)
+
+
+def test_enable_http2_true_loads_with_a_warning_that_it_is_ignored():
+    assert cfg(HTTP2).warnings == (f"test.yml: {HTTP2_WARNING}",)
+    assert cfg(HTTP2.replace("true", "false")).warnings == ()
+    with pytest.raises(ConfigError) as exc:
+        cfg(HTTP2.replace("true", "'yes'"))
+    assert str(exc.value) == "test.yml: modules.m.http_client_config.enable_http2: expected true or false, got 'yes'"
+
+
+def test_enable_http2_warning_is_shown_by_check_config_and_logged_at_reload(tmp_path, capsys, caplog):
+    path = tmp_path / "config.yml"
+    path.write_text(HTTP2)
+    assert main(["--config", str(path), "--check-config"], env={}) == 0
+    assert f"  warning: {path}: {HTTP2_WARNING}" in capsys.readouterr().out.splitlines()
+    reloader = ModuleReloader(str(path), {}, env={})
+    with caplog.at_level(logging.WARNING, logger="horizon_keda.modules"):
+        assert reloader.reload()
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: {HTTP2_WARNING}"]
 
 
 async def test_object_keys_as_labels_from_horizon_processes_maps(make_exporter, upstream):

@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from exporter.config import ConfigError, parse_config
+from exporter.config import parse_config
 from exporter.jsonexp.targets import TargetError, normalise, parse_rule
+from exporter.yamlreader import ConfigError
 from tests.certs import CA
 
 

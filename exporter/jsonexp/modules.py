@@ -10,27 +10,27 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from yarl import URL
 
-from ..client import TLSFileError, load_tls
-from ..config import ConfigError, TLSConfig, interpolate
+from ..http import Authorization, BasicAuth
+from ..tls import TLSConfig
+from ..yamlreader import TLS_KEYS, Reader, has_authorization, read_auth, read_headers, read_tls
 from .path import PathError, Template, compile_template
 from .targets import Rule, TargetError, allowed, parse_rule
 
 METRIC_KEYS = ("name", "help", "type", "valuetype", "path", "labels", "values", "epochtimestamp",
                "allow_missing_key", "value_map")  # fmt: skip
 MODULE_KEYS = ("headers", "metrics", "http_client_config", "body", "valid_status_codes", "allowed_targets")
-HTTP_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file", "tls_config", "follow_redirects",
-             "enable_http2")  # fmt: skip
+AUTH_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file")
+HTTP_KEYS = (*AUTH_KEYS, "tls_config", "follow_redirects", "enable_http2")
+TLS_CONFIG_KEYS = (*TLS_KEYS, "server_name", "min_version")  # a target's tls: has no server_name, min_version
 UNSUPPORTED_HTTP_KEYS = ("oauth2", "proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header",
-                         "http_headers", "enable_http2_")  # fmt: skip
+                         "http_headers")  # fmt: skip
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 # A header whose name says it carries a secret (X-Api-Key, X-Monitoring-Token, X-Auth-...), or whose value comes
 # from the environment (`${TOKEN}`), counts as a credential too: a module sending it must list allowed_targets.
 _SECRET_HEADER_NAME = re.compile(r"auth|token|secret|key|password|passwd|session|cookie|signature|credential", re.I)
-TLS_VERSIONS = ("TLS10", "TLS11", "TLS12", "TLS13")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _TEMPLATE_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -57,25 +57,10 @@ class MetricDef:
 class HttpClient:
     """The subset of prometheus/common's HTTPClientConfig that modules use."""
 
-    username: str | None = None
-    password: str | None = None
-    password_file: str | None = None
-    auth_type: str = "Bearer"
-    credentials: str | None = None
-    credentials_file: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    server_name: str | None = None
-    min_version: str | None = None  # TLS10 … TLS13
-    insecure_skip_verify: bool = False
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    tls: TLSConfig = field(default_factory=TLSConfig)
     follow_redirects: bool = False
-
-
-def tls_config(h: HttpClient) -> TLSConfig:
-    """The module's `tls_config` files as the exporter's TLS settings (server_name and min_version apart)."""
-    return TLSConfig(ca_file=h.ca_file, cert_file=h.cert_file, key_file=h.key_file,
-                     insecure_skip_verify=h.insecure_skip_verify)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +81,7 @@ class Module:
     @property
     def has_credentials(self) -> bool:
         h = self.http
-        return bool(
-            h.username is not None or h.password or h.password_file or h.credentials or h.credentials_file
-            or h.cert_file or self.secret_headers
-        )  # fmt: skip
+        return bool(h.basic_auth is not None or h.authorization is not None or h.tls.cert_file or self.secret_headers)
 
     def target_allowed(self, url: URL) -> bool:
         """No list: any target (only for modules without credentials). Else exact, `prefix*` or `~regex`,
@@ -107,239 +89,189 @@ class Module:
         return allowed(self.rules, url)
 
 
-class _Ctx:
-    def __init__(self, source: str, env: Mapping[str, str], warnings: list[str]) -> None:
-        self.source, self.env, self.warnings = source, env, warnings
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(self.source, key, message)
-
-    def mapping(self, value: Any, key: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
-        return value
-
-    def only(self, data: dict[str, Any], allowed: tuple[str, ...], key: str, *, case_variants: bool = False) -> dict:
-        out: dict[str, Any] = {}
-        for name, value in data.items():
-            name = str(name)
-            if name in allowed:
-                out[name] = value
-                continue
-            lowered = name.lower()
-            if case_variants and lowered in allowed:
-                self.warnings.append(
-                    f"{self.source}: {key}.{name}: read as {lowered!r} (json_exporter ignores this spelling)"
-                )
-                out[lowered] = value
-                continue
-            hint = " (not supported by horizon-keda)" if name in UNSUPPORTED_HTTP_KEYS else ""
-            raise self.fail(f"{key}.{name}", f"unknown key{hint}; expected one of: {', '.join(allowed)}")
-        return out
-
-    def string(self, value: Any, key: str, *, interpolate_env: bool = False) -> str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise self.fail(key, f"expected a string, got {type(value).__name__}")
-        text = str(value)
-        return interpolate(text, self.source, key, self.env) if interpolate_env else text
-
-    def template(self, value: Any, key: str) -> Template:
-        try:
-            return compile_template(self.string(value, key))
-        except PathError as exc:
-            raise self.fail(key, str(exc)) from None
-
-    def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
-        return value
+def _template(r: Reader, name: str) -> Template:
+    # Paths and labels are json_exporter's templates, read as written: no ${VAR} expansion, as in json_exporter.
+    text = r.string(name, expand=False)
+    if text is None:
+        raise r.error(name, "expected a template string")
+    try:
+        return compile_template(text)
+    except PathError as exc:
+        raise r.error(name, str(exc)) from None
 
 
-def _metric(ctx: _Ctx, raw: Any, key: str) -> MetricDef:
-    data = ctx.only(ctx.mapping(raw, key), METRIC_KEYS, key, case_variants=True)
-    name = ctx.string(data.get("name", ""), f"{key}.name")
+def _labels(r: Reader) -> tuple[tuple[str, Template], ...]:
+    labels = r.mapping("labels")
+    for name in labels.data:
+        if not _LABEL.match(name) or name.startswith("__"):
+            raise labels.error(name, "expected a Prometheus label name")
+    return tuple((name, _template(labels, name)) for name in labels.data)
+
+
+def _values(r: Reader, mtype: str) -> tuple[tuple[str, Template], ...]:
+    values = r.mapping("values")
+    if mtype == "object" and not values.data:
+        raise r.error("values", "required for type object: suffix → value template")
+    if mtype == "value" and values.data:
+        raise r.error("values", "only for type object")
+    for suffix in values.data:
+        if not _LABEL.match(suffix):
+            raise values.error(suffix, "expected a metric name suffix")
+    return tuple((suffix, _template(values, suffix)) for suffix in values.data)
+
+
+def _value_map(r: Reader) -> dict[str, float] | None:
+    if not r.has("value_map"):
+        return None
+    checked = r.mapping("value_map")  # a mapping, or an error naming the key
+    out: dict[str, float] = {}
+    for k, v in r.data["value_map"].items():  # raw keys: YAML reads `true:` as a boolean
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise checked.error(str(k), f"expected a number, got {v!r}")
+        out["true" if k is True else "false" if k is False else str(k)] = float(v)
+    return out
+
+
+def _choice(r: Reader, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = r.data.get(name) or default
+    if value not in choices:
+        raise r.error(name, f"expected {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+    return value
+
+
+def _metric(r: Reader) -> MetricDef:
+    r.only(METRIC_KEYS, case_variants=True)
+    name = r.string("name", "", expand=False) or ""
     if not _METRIC.match(name):
-        raise ctx.fail(f"{key}.name", f"expected a Prometheus metric name, got {name!r}")
-    mtype = data.get("type", "value") or "value"
-    if mtype not in ("value", "object"):
-        raise ctx.fail(f"{key}.type", f"expected value or object, got {mtype!r}")
-    valuetype = data.get("valuetype", "untyped") or "untyped"
-    if valuetype not in ("gauge", "counter", "untyped"):
-        raise ctx.fail(f"{key}.valuetype", f"expected gauge, counter or untyped, got {valuetype!r}")
-    if "path" not in data:
-        raise ctx.fail(f"{key}.path", "required: where the value (or, for type object, the objects) are")
-    labels = []
-    for lname, ltext in ctx.mapping(data.get("labels"), f"{key}.labels").items():
-        if not _LABEL.match(str(lname)) or str(lname).startswith("__"):
-            raise ctx.fail(f"{key}.labels.{lname}", "expected a Prometheus label name")
-        labels.append((str(lname), ctx.template(ltext, f"{key}.labels.{lname}")))
-    values = []
-    raw_values = ctx.mapping(data.get("values"), f"{key}.values")
-    if mtype == "object" and not raw_values:
-        raise ctx.fail(f"{key}.values", "required for type object: suffix → value template")
-    if mtype == "value" and raw_values:
-        raise ctx.fail(f"{key}.values", "only for type object")
-    for suffix, vtext in raw_values.items():
-        if not _LABEL.match(str(suffix)):
-            raise ctx.fail(f"{key}.values.{suffix}", "expected a metric name suffix")
-        values.append((str(suffix), ctx.template(vtext, f"{key}.values.{suffix}")))
-    value_map = None
-    if data.get("value_map") is not None:
-        value_map = {}
-        for k, v in ctx.mapping(data["value_map"], f"{key}.value_map").items():
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ctx.fail(f"{key}.value_map.{k}", f"expected a number, got {v!r}")
-            value_map["true" if k is True else "false" if k is False else str(k)] = float(v)
-    ts = data.get("epochtimestamp")
+        raise r.error("name", f"expected a Prometheus metric name, got {name!r}")
+    mtype = _choice(r, "type", ("value", "object"), "value")
+    valuetype = _choice(r, "valuetype", ("gauge", "counter", "untyped"), "untyped")
+    if not r.has("path"):
+        raise r.error("path", "required: where the value (or, for type object, the objects) are")
     return MetricDef(
         name=name,
-        help=ctx.string(data.get("help") or name, f"{key}.help"),
+        help=r.string("help", expand=False) or name,
         type=mtype,
         valuetype=valuetype,
-        path=ctx.template(data["path"], f"{key}.path"),
-        labels=tuple(labels),
-        values=tuple(values),
-        epochtimestamp=None if ts is None else ctx.template(ts, f"{key}.epochtimestamp"),
-        allow_missing_key=ctx.boolean(data.get("allow_missing_key", False), f"{key}.allow_missing_key"),
-        value_map=value_map,
+        path=_template(r, "path"),
+        labels=_labels(r),
+        values=_values(r, mtype),
+        epochtimestamp=_template(r, "epochtimestamp") if r.has("epochtimestamp") else None,
+        allow_missing_key=r.boolean("allow_missing_key", False),
+        value_map=_value_map(r),
     )
 
 
-def _http(ctx: _Ctx, raw: Any, key: str) -> HttpClient:
-    if raw is None:
+def _warn_http2(r: Reader) -> None:
+    # Accepted because json_exporter configs carry it; a `true` that silently did nothing would mislead.
+    if r.boolean("enable_http2", False):
+        r.warn(
+            "enable_http2", "true is ignored: probes use HTTP/1.1, the only version aiohttp's client speaks "
+            "(json_exporter's own probes disable HTTP/2 too)",
+        )  # fmt: skip
+
+
+def _http(r: Reader | None, *, authorization_header: bool) -> HttpClient:
+    """`http_client_config`; `authorization_header`: the module's headers set Authorization themselves."""
+    if r is None:
         return HttpClient()  # json_exporter: without the block, redirects are not followed
-    data = ctx.only(ctx.mapping(raw, key), HTTP_KEYS, key)
-    out: dict[str, Any] = {
-        "follow_redirects": ctx.boolean(data.get("follow_redirects", True), f"{key}.follow_redirects")
-    }
-    auth_kinds = [k for k in ("basic_auth", "authorization", "bearer_token", "bearer_token_file") if k in data]
-    if len(auth_kinds) > 1:
-        raise ctx.fail(
-            f"{key}.{auth_kinds[1]}", f"at most one of basic_auth, authorization, bearer_token; also {auth_kinds[0]}"
-        )
-    if "basic_auth" in data:
-        b = ctx.only(ctx.mapping(data["basic_auth"], f"{key}.basic_auth"), ("username", "password", "password_file"),
-                     f"{key}.basic_auth")  # fmt: skip
-        out["username"] = ctx.string(b.get("username", ""), f"{key}.basic_auth.username", interpolate_env=True)
-        if "password" in b:
-            out["password"] = ctx.string(b["password"], f"{key}.basic_auth.password", interpolate_env=True)
-        if "password_file" in b:
-            out["password_file"] = ctx.string(b["password_file"], f"{key}.basic_auth.password_file")
-    if "authorization" in data:
-        a = ctx.only(ctx.mapping(data["authorization"], f"{key}.authorization"),
-                     ("type", "credentials", "credentials_file"), f"{key}.authorization")  # fmt: skip
-        auth_type = ctx.string(a.get("type", "Bearer"), f"{key}.authorization.type")
-        if auth_type.lower() == "basic":
-            raise ctx.fail(f"{key}.authorization.type", "use basic_auth for Basic credentials")
-        out["auth_type"] = auth_type
-        if "credentials" in a:
-            out["credentials"] = ctx.string(a["credentials"], f"{key}.authorization.credentials", interpolate_env=True)
-        if "credentials_file" in a:
-            out["credentials_file"] = ctx.string(a["credentials_file"], f"{key}.authorization.credentials_file")
-    if "bearer_token" in data:
-        out["credentials"] = ctx.string(data["bearer_token"], f"{key}.bearer_token", interpolate_env=True)
-    if "bearer_token_file" in data:
-        out["credentials_file"] = ctx.string(data["bearer_token_file"], f"{key}.bearer_token_file")
-    if "tls_config" in data:
-        t = ctx.only(ctx.mapping(data["tls_config"], f"{key}.tls_config"),
-                     ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version"),
-                     f"{key}.tls_config")  # fmt: skip
-        for k in ("ca_file", "cert_file", "key_file", "server_name"):
-            if k in t:
-                out[k] = ctx.string(t[k], f"{key}.tls_config.{k}")
-        if "min_version" in t:
-            version = ctx.string(t["min_version"], f"{key}.tls_config.min_version")
-            if version not in TLS_VERSIONS:
-                raise ctx.fail(f"{key}.tls_config.min_version", f"expected one of {', '.join(TLS_VERSIONS)}, "
-                               f"got {version!r}")  # fmt: skip
-            out["min_version"] = version
-        out["insecure_skip_verify"] = ctx.boolean(t.get("insecure_skip_verify", False),
-                                                  f"{key}.tls_config.insecure_skip_verify")  # fmt: skip
-        if ("cert_file" in out) != ("key_file" in out):
-            raise ctx.fail(f"{key}.tls_config.cert_file", "cert_file and key_file go together")
-    http = HttpClient(**out)
-    if http.ca_file or http.cert_file:
-        try:  # a missing or unloadable file fails the load (or the reload), not every probe with a 500
-            load_tls(tls_config(http))
-        except TLSFileError as exc:
-            raise ctx.fail(f"{key}.tls_config.{exc.key}", str(exc)) from None
-    return http
+    r.only(HTTP_KEYS, unsupported=UNSUPPORTED_HTTP_KEYS)
+    _warn_http2(r)
+    basic, authorization = read_auth(r, AUTH_KEYS, authorization_header=authorization_header)
+    return HttpClient(
+        basic_auth=basic,
+        authorization=authorization,
+        tls=read_tls(r.child("tls_config"), TLS_CONFIG_KEYS),
+        follow_redirects=r.boolean("follow_redirects", True),
+    )
 
 
-def _body(ctx: _Ctx, raw: Any, key: str) -> tuple[str | None, tuple[tuple[str, str], ...]]:
-    if raw is None:
+def _body(r: Reader | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    if r is None:
         return None, ()
-    data = ctx.only(ctx.mapping(raw, key), ("content", "templatize"), key)
-    content = ctx.string(data.get("content", ""), f"{key}.content")
+    r.only(("content", "templatize"))
+    content = r.string("content", "", expand=False)
     if not content:
         return None, ()
-    if not ctx.boolean(data.get("templatize", False), f"{key}.templatize"):
+    if not r.boolean("templatize", False):
         return content, ()
     params = []
     for m in _TEMPLATE_ACTION.finditer(content):
         first = _FIRST.match(m.group(1))
         if first is None:
-            raise ctx.fail(
-                f"{key}.content",
+            raise r.error(
+                "content",
                 f"unsupported template action {m.group(0)!r}: horizon-keda renders only {{{{ .param | first }}}}",
             )
         params.append((m.group(0), first.group(1)))
     return content, tuple(params)
 
 
-def _module(ctx: _Ctx, name: str, raw: Any) -> Module:
-    key = f"modules.{name}"
-    data = ctx.only(ctx.mapping(raw, key), MODULE_KEYS, key)
-    raw_metrics = data.get("metrics") or []
-    if not isinstance(raw_metrics, list):
-        raise ctx.fail(f"{key}.metrics", "expected a list of metrics")
-    headers: dict[str, str] = {}
-    secret_headers: list[str] = []
-    for h, v in ctx.mapping(data.get("headers"), f"{key}.headers").items():
-        raw_value = ctx.string(v, f"{key}.headers.{h}")
-        headers[str(h)] = ctx.string(v, f"{key}.headers.{h}", interpolate_env=True)
-        if str(h).lower() in CREDENTIAL_HEADERS or _SECRET_HEADER_NAME.search(str(h)) or "${" in raw_value:
-            secret_headers.append(str(h))
-    codes = data.get("valid_status_codes") or []
+def _secret_headers(headers: Mapping[str, str], from_env: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of the headers that count as credentials."""
+    return tuple(
+        name for name in headers
+        if name.lower() in CREDENTIAL_HEADERS or _SECRET_HEADER_NAME.search(name) or name in from_env
+    )  # fmt: skip
+
+
+def _status_codes(r: Reader) -> tuple[int, ...]:
+    codes = r.data.get("valid_status_codes") or []
     if not isinstance(codes, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in codes):
-        raise ctx.fail(f"{key}.valid_status_codes", f"expected a list of HTTP status codes, got {codes!r}")
-    allowed_raw = data.get("allowed_targets") or []
-    if not isinstance(allowed_raw, list) or not all(isinstance(a, str) and a for a in allowed_raw):
-        raise ctx.fail(f"{key}.allowed_targets", "expected a list of URLs, `prefix*` or `~regex`")
+        raise r.error("valid_status_codes", f"expected a list of HTTP status codes, got {codes!r}")
+    return tuple(codes)
+
+
+def _allowed_targets(r: Reader) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
+    """`allowed_targets` as written and compiled."""
+    raw = r.data.get("allowed_targets") or []
+    if not isinstance(raw, list) or not all(isinstance(a, str) and a for a in raw):
+        raise r.error("allowed_targets", "expected a list of URLs, `prefix*` or `~regex`")
     rules = []
-    for i, rule in enumerate(allowed_raw):
+    for i, rule in enumerate(raw):
         try:
             rules.append(parse_rule(rule))
         except TargetError as exc:
-            raise ctx.fail(f"{key}.allowed_targets[{i}]", str(exc)) from None
-    body, body_params = _body(ctx, data.get("body"), f"{key}.body")
-    module = Module(
-        name=name,
-        metrics=tuple(_metric(ctx, m, f"{key}.metrics[{i}]") for i, m in enumerate(raw_metrics)),
-        headers=headers,
-        http=_http(ctx, data.get("http_client_config"), f"{key}.http_client_config"),
-        valid_status_codes=tuple(codes),
-        body=body,
-        body_params=body_params,
-        allowed_targets=tuple(allowed_raw),
-        rules=tuple(rules),
-        secret_headers=tuple(secret_headers),
-    )
+            raise r.error(f"allowed_targets[{i}]", str(exc)) from None
+    return tuple(raw), tuple(rules)
+
+
+def _require_allowed_targets(r: Reader, module: Module) -> None:
+    """A module that carries credentials must say where /probe may send them."""
     if module.has_credentials and not module.allowed_targets:
         what = f"header {module.secret_headers[0]}" if module.secret_headers else "auth or a client certificate"
-        raise ctx.fail(
-            f"{key}.allowed_targets",
+        raise r.error(
+            "allowed_targets",
             f"required: this module carries credentials ({what}), and without a list /probe would send them to "
             "any target a caller names. Headers count as credentials when their name says so (auth, token, key, "
             "secret, cookie, session…) or their value comes from ${ENV}",
         )
+
+
+def _module(r: Reader, name: str) -> Module:
+    r.only(MODULE_KEYS)
+    metrics = r.readers("metrics", "a list of metrics")
+    headers, from_env = read_headers(r)
+    allowed_targets, rules = _allowed_targets(r)
+    body, body_params = _body(r.child("body"))
+    module = Module(
+        name=name,
+        metrics=tuple(_metric(m) for m in metrics),
+        headers=headers,
+        http=_http(r.child("http_client_config"), authorization_header=has_authorization(headers)),
+        valid_status_codes=_status_codes(r),
+        body=body,
+        body_params=body_params,
+        allowed_targets=allowed_targets,
+        rules=rules,
+        secret_headers=_secret_headers(headers, from_env),
+    )
+    _require_allowed_targets(r, module)
     return module
 
 
-def parse_modules(raw: Any, source: str, env: Mapping[str, str], warnings: list[str]) -> dict[str, Module]:
-    """Validate the `modules:` mapping; case-variant warnings are appended to `warnings`."""
-    ctx = _Ctx(source, env, warnings)
-    modules = ctx.mapping(raw, "modules")
-    return {str(name): _module(ctx, str(name), raw_module) for name, raw_module in modules.items()}
+def parse_modules(r: Reader | None) -> dict[str, Module]:
+    """Validate the `modules:` mapping (None: no modules); case-variant warnings go to the reader's warnings."""
+    if r is None:
+        return {}
+    return {name: _module(r.mapping(name), name) for name in r.data}

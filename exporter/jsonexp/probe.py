@@ -12,7 +12,6 @@ import json
 import logging
 import ssl
 import time
-from base64 import b64encode
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import Any, NoReturn
@@ -21,9 +20,10 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ..client import FetchError, FileSecret, TLSFileError, client_error, load_tls, read_capped
+from ..http import AuthHeader, FetchError, client_error, read_capped
+from ..tls import TLSFileError, load_tls
 from .extract import Extraction, extract, format_value
-from .modules import Module, tls_config
+from .modules import Module
 from .targets import TargetError, normalise
 
 log = logging.getLogger("horizon_keda.probe")
@@ -32,8 +32,6 @@ DEFAULT_TIMEOUT = 10.0
 TIMEOUT_OFFSET = 0.25  # answer a little before Prometheus gives up, so the failure is still reported
 MAX_REDIRECTS = 10  # as Go's http.Client, which json_exporter uses
 _REDIRECTS = (301, 302, 303, 307, 308)
-_TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
-                 "TLS13": ssl.TLSVersion.TLSv1_3}  # fmt: skip
 
 
 def _escape_label(value: str) -> str:
@@ -89,9 +87,7 @@ class ModuleClient:
 
     def __init__(self, module: Module) -> None:
         self.module = module
-        h = module.http
-        self._password = FileSecret(h.password_file, "password") if h.password_file else None
-        self._credentials = FileSecret(h.credentials_file, "credentials") if h.credentials_file else None
+        self._auth = AuthHeader(module.http.basic_auth, module.http.authorization)
         self._ssl: ssl.SSLContext | None = None
 
     def ssl_for(self, url: URL) -> Any:
@@ -102,29 +98,21 @@ class ModuleClient:
         if url.scheme != "https":
             return True
         if self._ssl is None:
-            h = self.module.http
             try:
-                ctx = load_tls(tls_config(h))
+                self._ssl = load_tls(self.module.http.tls)
             except TLSFileError as exc:
                 raise FetchError("tls", f"tls_config.{exc.key}: {exc}") from None
-            if h.min_version is not None:
-                ctx.minimum_version = _TLS_VERSIONS[h.min_version]
-            self._ssl = ctx
         return self._ssl
 
     def server_hostname(self, url: URL) -> str | None:
         """`tls_config.server_name`: the name sent in SNI and verified in the certificate, for https only."""
-        return self.module.http.server_name if url.scheme == "https" else None
+        return self.module.http.tls.server_name if url.scheme == "https" else None
 
     def headers(self) -> dict[str, str]:
-        m, h = self.module, self.module.http
-        headers = {"Accept": "application/json"} | dict(m.headers)
-        if h.username is not None:
-            password = self._password.read() if self._password else (h.password or "")
-            headers["Authorization"] = "Basic " + b64encode(f"{h.username}:{password}".encode()).decode()
-        elif h.credentials is not None or self._credentials is not None:
-            token = self._credentials.read() if self._credentials else h.credentials
-            headers["Authorization"] = f"{h.auth_type} {token}"
+        headers = {"Accept": "application/json"} | dict(self.module.headers)
+        authorization = self._auth.value()
+        if authorization is not None:
+            headers["Authorization"] = authorization
         return headers
 
     def body(self, query: Mapping[str, str]) -> bytes | None:

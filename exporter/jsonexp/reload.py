@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..config import ConfigError, load_config
+from ..config import load_config
+from ..yamlreader import ConfigError
 from .modules import Module
 from .probe import ModuleClient
 
