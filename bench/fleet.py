@@ -295,9 +295,10 @@ def counter_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], n
     return sum(values) if values else None
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as fh:
-        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+                                env={**os.environ, **(env or {})})  # fmt: skip
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -434,12 +435,12 @@ def run_case(case: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any
         cfg = logdir / f"{case}-exporter.yml"
         cfg.write_text(exporter_config(kind, info["horizons"], fleet_port, args.poll, json.loads(args.exporter_extra)))
         exporter = spawn([str(BIN / "horizon-exporter"), "--config", str(cfg), "--listen", f"127.0.0.1:{exp_port}",
-                          "--log-level", "warning"], logdir / f"{case}-exporter.log")  # fmt: skip
+                          "--log-level", "warning"], logdir / f"{case}-exporter.log", args.env)  # fmt: skip
         procs.append(exporter)
         exp_url = f"http://127.0.0.1:{exp_port}"
         wait_http(f"{exp_url}/readyz", 120)
         scaler = spawn([str(BIN / "horizon-scaler"), "--listen", f"127.0.0.1:{scaler_port}", "--exporter", exp_url,
-                        "--log-level", "warning"], logdir / f"{case}-scaler.log")  # fmt: skip
+                        "--log-level", "warning"], logdir / f"{case}-scaler.log", args.env)  # fmt: skip
         procs.append(scaler)
         time.sleep(args.warmup)
 
@@ -468,11 +469,16 @@ def run_case(case: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any
         if latencies:
             q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
             result["push"] = {"p50": q[49], "p99": q[98], "n": len(latencies)}
-        if args.profile:
-            out = logdir / f"{case}-exporter.folded"
-            spy = [str(BIN / "py-spy"), "record", "-d", "15", "-r", "50", "-f", "raw", "-p", str(exporter.pid)]
-            subprocess.run([*spy, "-o", str(out)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            result["profile"] = str(out)
+        if args.profile:  # py-spy of both running processes at once, as folded stacks
+            spies = []
+            for who, proc in (("exporter", exporter), ("scaler", scaler)):
+                out = logdir / f"{case}-{who}.folded"
+                spy = [str(BIN / "py-spy"), "record", "-d", "15", "-r", "50", "-f", "raw", "-p", str(proc.pid)]
+                spies.append(subprocess.Popen([*spy, "-o", str(out)], stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))  # fmt: skip
+                result[f"profile_{who}"] = str(out)
+            for spy_proc in spies:
+                spy_proc.wait()
         if kind == "b":
             body = logdir / f"{case}-metrics.txt"
             import urllib.request
@@ -573,12 +579,15 @@ def main() -> int:
     p.add_argument("--metrics-rounds", type=int, default=15)
     p.add_argument("--exporter-extra", default="{}", help="JSON merged into the exporter's config file")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="event loop of the exporter and the scaler (HORIZON_KEDA_EVENT_LOOP)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--serve", metavar="CASE", help=argparse.SUPPRESS)
     p.add_argument("--baseline", metavar="HORIZONS", help=argparse.SUPPRESS)
     p.add_argument("--metrics-server", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.env = {"HORIZON_KEDA_EVENT_LOOP": args.loop}
     if args.serve:
         kind, n = args.serve.split(":")
         serve(kind, int(n), args.port, args.churn, args.subjects)

@@ -86,8 +86,7 @@ def build_store(n_targets: int, per_target: int, seed: int = 1) -> SnapshotStore
                 )
                 for q in template.queues
             }
-            micro[f"svc-{ms:05d}"] = replace(
-                template,
+            micro[f"svc-{ms:05d}"] = template._replace(
                 processes=sum(q.processes for q in queues.values()),
                 max_processes=float(rng.randint(10, 40)),
                 supervisors={"running": rng.randint(1, 4), "paused": 0, "inactive": rng.randint(0, 1)},
@@ -117,14 +116,14 @@ def build_store(n_targets: int, per_target: int, seed: int = 1) -> SnapshotStore
 
 
 def bump(store: SnapshotStore) -> None:
-    """Publish a new snapshot version (same content) so the renderer's cache and `Snapshot.microservices` miss."""
+    """Publish a new snapshot revision (same content) so the renderer's cache and `Snapshot.microservices` miss."""
     first = next(iter(store.current.targets.values()))
     store.update(first)
 
 
 def make_renderer(store: SnapshotStore) -> MetricsRenderer:
     """The exporter's renderer, as `exporter.app.create_app` builds it (no extra collectors)."""
-    return MetricsRenderer(store, CollectorRegistry(), lambda: store.current.version)
+    return MetricsRenderer(store, CollectorRegistry(), lambda: store.revision)
 
 
 # ----------------------------------------------------------------------------------------------------- baseline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import os
@@ -150,8 +151,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logging.getLogger("horizon_keda").warning("%s", warning)
     host, port = config.host_port
     logging.getLogger("horizon_keda").info("serving on http://%s:%d/ with %d targets", host, port, len(config.targets))
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    loop = new_event_loop(os.environ)
+    logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None, loop=loop)
     return 0
+
+
+def new_event_loop(env: Mapping[str, str]) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (it cuts the polling's CPU; see README), unless
+    HORIZON_KEDA_EVENT_LOOP=asyncio asks for the standard one."""
+    if env.get("HORIZON_KEDA_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 if __name__ == "__main__":

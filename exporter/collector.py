@@ -77,11 +77,11 @@ JPM = _g("horizon_jobs_per_minute", "Jobs processed per minute since Horizon's l
 RECENT = _g("horizon_recent_jobs", "Jobs in Horizon's recent-jobs window (/api/stats recentJobs).", "target")
 FAILED = _g("horizon_recent_failed_jobs", "Failed jobs in the recent-failed window (/api/stats failedJobs).", "target")
 MASTERS = _g("horizon_masters", "Live master supervisors (Horizon pods) by status (/api/masters).", "target", "status")
-DURATION = _g("horizon_scrape_duration_seconds", "Wall time of the latest poll of the target's three endpoints.",
+DURATION = _g("horizon_poll_duration_seconds", "Wall time of the latest poll of the target's three endpoints.",
               "target")  # fmt: skip
 LAST_OK = _g("horizon_last_success_timestamp_seconds", "Unix time of the latest successful poll.", "target")
 POLLS = Family("horizon_polls", "counter", "Polls of the target since the exporter started.", ("target",))
-ERRORS = Family("horizon_scrape_errors", "counter", "Failed polls of the target by reason.", ("target", "reason"))
+ERRORS = Family("horizon_poll_errors", "counter", "Failed polls of the target by reason.", ("target", "reason"))
 BUILD = _g("horizon_exporter_build_info", "The exporter's version; always 1.", "version")
 
 FAMILIES = (UP, PROCESSES, MAX_PROCESSES, STALE, SUPERVISORS, Q_LENGTH, Q_WAIT, Q_PROCESSES, DUPLICATE,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SchemaError(ValueError):
@@ -26,8 +26,7 @@ class SchemaError(ValueError):
         super().__init__(f"/api/{endpoint} {path}: expected {expected}, got {shown}")
 
 
-@dataclass(frozen=True, slots=True)
-class Supervisor:
+class Supervisor(NamedTuple):
     """One supervisor of one master; `processes` maps a `connection:queue` pool key to its worker count."""
 
     name: str
@@ -37,8 +36,7 @@ class Supervisor:
     max_processes: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Master:
+class Master(NamedTuple):
     """One master supervisor (one Horizon pod) and its supervisors."""
 
     name: str
@@ -46,8 +44,7 @@ class Master:
     supervisors: tuple[Supervisor, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class WorkloadRow:
+class WorkloadRow(NamedTuple):
     """One row of `/api/workload`: a pool's queue name (connection stripped) and its ready length."""
 
     name: str
@@ -141,8 +138,99 @@ def parse_stats(payload: Any) -> Stats:
     )
 
 
+# NamedTuple.__new__ is a Python-level function; building hot-path records with tuple.__new__ skips that frame.
+_new = tuple.__new__
+
+
+class _Unusual(Exception):
+    """The fast path met something it does not decide; the checked path decides (and names the JSON path)."""
+
+
+def _fast_number(value: Any) -> float:
+    kind = type(value)
+    if kind is int or kind is float or kind is str:
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise _Unusual from None
+        if number - number == 0.0:  # finite: inf - inf and nan - nan are nan
+            return number
+    raise _Unusual
+
+
+def _fast_text(value: Any) -> str:
+    if type(value) is str and value.isascii():
+        return value
+    raise _Unusual
+
+
+def _workload_fast(payload: Any) -> tuple[WorkloadRow, ...]:
+    if type(payload) is not list:
+        raise _Unusual
+    rows = []
+    for row in payload:
+        if type(row) is not dict:
+            raise _Unusual
+        rows.append(_new(WorkloadRow, (
+            _fast_text(row.get("name")), _fast_number(row.get("length")), _fast_number(row.get("wait", 0)),
+            _fast_number(row.get("processes", 0)),
+        )))  # fmt: skip
+    return tuple(rows)
+
+
+def _masters_fast(payload: Any) -> tuple[Master, ...]:
+    if type(payload) is not dict:
+        if type(payload) is list and not payload:
+            return ()
+        raise _Unusual
+    masters = []
+    for key, master in payload.items():
+        if type(master) is not dict:
+            raise _Unusual
+        name = master.get("name")
+        name = _fast_text(name if type(name) is str else str(key))
+        status = master.get("status")
+        status = _fast_text(status) if type(status) is str else "unknown"
+        sups = master.get("supervisors", [])
+        if type(sups) is not list:
+            raise _Unusual
+        prefix = name + ":"
+        parsed = []
+        for sup in sups:
+            if type(sup) is not dict:
+                raise _Unusual
+            sup_name = _fast_text(sup.get("name"))
+            pools = sup.get("processes", [])
+            if type(pools) is dict:
+                processes = {_fast_text(k): _fast_number(v) for k, v in pools.items()}
+            elif type(pools) is list and not pools:
+                processes = {}
+            else:
+                raise _Unusual
+            options = sup.get("options")
+            max_processes = None
+            if type(options) is dict:
+                raw = options.get("maxProcesses")
+                if raw is not None and raw != "":
+                    max_processes = _fast_number(raw)
+            sup_status = sup.get("status")
+            sup_status = _fast_text(sup_status) if type(sup_status) is str else "unknown"
+            key_ = sup_name[len(prefix) :] if sup_name.startswith(prefix) else sup_name.rsplit(":", 1)[-1]
+            parsed.append(_new(Supervisor, (sup_name, key_, sup_status, processes, max_processes)))
+        masters.append(_new(Master, (name, status, tuple(parsed))))
+    return tuple(masters)
+
+
 def parse_workload(payload: Any) -> tuple[WorkloadRow, ...]:
     """Parse `/api/workload` (an array of rows; `split_queues` and unknown fields are ignored)."""
+    try:
+        return _workload_fast(payload)
+    except _Unusual:
+        return parse_workload_checked(payload)
+
+
+def parse_workload_checked(payload: Any) -> tuple[WorkloadRow, ...]:
+    """`parse_workload` field by field, naming the JSON path of what is wrong (the fast path's authority)."""
     if not isinstance(payload, list):
         raise SchemaError("workload", "$", "an array", payload)
     rows = []
@@ -192,6 +280,14 @@ def _parse_supervisor(raw: Any, master: str, path: str) -> Supervisor:
 
 def parse_masters(payload: Any) -> tuple[Master, ...]:
     """Parse `/api/masters`: an object keyed by master name, or `[]` when no master is alive."""
+    try:
+        return _masters_fast(payload)
+    except _Unusual:
+        return parse_masters_checked(payload)
+
+
+def parse_masters_checked(payload: Any) -> tuple[Master, ...]:
+    """`parse_masters` field by field, naming the JSON path of what is wrong (the fast path's authority)."""
     masters_obj = _object(payload, "masters", "$")
     masters = []
     for key, raw in masters_obj.items():

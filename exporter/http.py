@@ -47,12 +47,16 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> b
     """The body, or `FetchError(too_large)` as soon as it exceeds `limit` bytes (never read whole)."""
     if resp.content_length is not None and resp.content_length > limit:
         raise FetchError("too_large", f"{where}: body of {resp.content_length} bytes over the limit of {limit}")
-    body = bytearray()
+    if resp.content_length is not None and resp.headers.get("Content-Encoding", "identity") == "identity":
+        return await resp.read()  # exactly Content-Length bytes, at most `limit`: one read, one copy
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in resp.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise FetchError("too_large", f"{where}: body over the limit of {limit} bytes")
-    return bytes(body)
+    return b"".join(chunks)
 
 
 def client_error(exc: BaseException, where: str, timeout: float) -> FetchError:

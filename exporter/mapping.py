@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .horizon import HorizonReading, WorkloadRow
 
 SUPERVISOR_STATUSES = ("running", "paused", "inactive")
+_KNOWN_STATUSES = frozenset(SUPERVISOR_STATUSES)
+_new = tuple.__new__  # builds the NamedTuples below without NamedTuple.__new__'s Python-level frame
 
 
-@dataclass(frozen=True, slots=True)
-class QueueValues:
+class QueueValues(NamedTuple):
     """Per-queue values of one microservice; length/wait are None when `/api/workload` has no row for it."""
 
     processes: float
@@ -24,8 +26,7 @@ class QueueValues:
     wait_seconds: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class MicroserviceValues:
+class MicroserviceValues(NamedTuple):
     """What one poll says about one microservice."""
 
     processes: float
@@ -65,12 +66,23 @@ def _queue_of(pool_key: str) -> str:
     return pool_key.split(":", 1)[1] if ":" in pool_key else pool_key
 
 
+_MEMO: dict[tuple[re.Pattern[str], str], str | None] = {}
+_MEMO_LIMIT = 200_000
+
+
 def _match(regex: re.Pattern[str], text: str) -> str | None:
+    # The same supervisor keys and queue names come back at every poll: remember what each one names.
+    key = (regex, text)
+    try:
+        return _MEMO[key]
+    except KeyError:
+        pass
     m = regex.search(text)
-    if m is None:
-        return None
-    name = m.group("microservice")
-    return name or None
+    name = (m.group("microservice") or None) if m is not None else None
+    if len(_MEMO) >= _MEMO_LIMIT:
+        _MEMO.clear()
+    _MEMO[key] = name
+    return name
 
 
 def _match_queue(regex: re.Pattern[str], queue: str) -> str | None:
@@ -110,7 +122,7 @@ def map_reading(reading: HorizonReading, rule: Rule) -> dict[str, MicroserviceVa
                 owners = {key: _match_queue(rule.regex, _queue_of(key)) for key in sup.processes}
                 sup_owner = next((o for o in owners.values() if o), None)
             if sup_owner is not None:
-                acc = accs.setdefault(sup_owner, _Acc())
+                acc = accs.get(sup_owner) or accs.setdefault(sup_owner, _Acc())
                 acc.supervisors[sup.status] = acc.supervisors.get(sup.status, 0) + 1
                 if sup.status != "inactive" and sup.max_processes is not None:
                     acc.max_processes += sup.max_processes
@@ -118,7 +130,7 @@ def map_reading(reading: HorizonReading, rule: Rule) -> dict[str, MicroserviceVa
                 owner = owners.get(key)
                 if owner is None:
                     continue
-                acc = accs.setdefault(owner, _Acc())
+                acc = accs.get(owner) or accs.setdefault(owner, _Acc())
                 acc.processes += count
                 queue = _queue_of(key)
                 acc.queue_processes[queue] = acc.queue_processes.get(queue, 0.0) + count
@@ -134,16 +146,17 @@ def map_reading(reading: HorizonReading, rule: Rule) -> dict[str, MicroserviceVa
                 accs.setdefault(owner, _Acc()).queue_processes.setdefault(name, 0.0)
 
     result = {}
+    missing = (None, None)
     for name, acc in accs.items():
         queues = {}
-        for queue, processes in sorted(acc.queue_processes.items()):
-            length, wait = workload.get(queue, (None, None))
-            queues[queue] = QueueValues(processes=processes, length=length, wait_seconds=wait)
-        result[name] = MicroserviceValues(
-            processes=acc.processes,
-            max_processes=acc.max_processes,
-            supervisors={s: acc.supervisors.get(s, 0) for s in SUPERVISOR_STATUSES}
-            | {s: n for s, n in acc.supervisors.items() if s not in SUPERVISOR_STATUSES},
-            queues=queues,
-        )
+        pools = acc.queue_processes
+        for queue in sorted(pools) if len(pools) > 1 else pools:
+            length, wait = workload.get(queue, missing)
+            queues[queue] = _new(QueueValues, (pools[queue], length, wait))
+        seen = acc.supervisors
+        supervisors = {"running": seen.get("running", 0), "paused": seen.get("paused", 0),
+                       "inactive": seen.get("inactive", 0)}  # fmt: skip
+        if seen.keys() - _KNOWN_STATUSES:  # a status Horizon may add one day: kept, after the three known ones
+            supervisors.update((s, n) for s, n in seen.items() if s not in _KNOWN_STATUSES)
+        result[name] = _new(MicroserviceValues, (acc.processes, acc.max_processes, supervisors, queues))
     return result

@@ -17,6 +17,7 @@ import aiohttp
 
 from .client import TargetClient
 from .config import Config, TargetConfig
+from .gcpause import gc_paused
 from .horizon import HorizonReading
 from .http import FetchError
 from .mapping import MicroserviceValues, map_reading
@@ -89,8 +90,11 @@ class Poller:
             duration = time.perf_counter() - t0
         name = client.target.name
         last = self._mapped.get(name)
-        reused = last is not None and last[0] is reading
-        microservices = last[1] if last is not None and reused else map_reading(reading, client.target.rule)
+        if last is not None and last[0] is reading:
+            microservices = last[1]
+        else:
+            with gc_paused():
+                microservices = map_reading(reading, client.target.rule)
         return PollOutcome(started, duration, reading=reading, microservices=microservices)
 
     async def _loop(self, target: TargetConfig) -> None:
@@ -116,8 +120,9 @@ class Poller:
             previous = self._store.state(target.name)
             if previous is None:
                 return  # the target left the configuration while this poll ran
-            state = advance(previous, outcome, self._config.stale_after)
-            self._store.update(state)
+            with gc_paused():
+                state = advance(previous, outcome, self._config.stale_after)
+                self._store.update(state)
             if outcome.reading is not None and state.up:
                 self._mapped[target.name] = (outcome.reading, state.microservices)
             else:

@@ -72,8 +72,9 @@ def delta_document(
 ) -> dict[str, Any]:
     """What changed after revision `since`: changed targets and microservices whole, removed ones by name.
 
-    A microservice whose values did not change is not sent even when its target's health or freshness did: the
-    client derives its `up`, `stale` and `fetched_at` from the target (docs/snapshot-api.md).
+    A target whose only change is its poll times comes as `fresh: {name: [last_attempt_at, last_success_at,
+    duration_seconds]}`. A microservice whose values did not change is not sent even when its target's health or
+    freshness did: the client derives its `up`, `stale` and `fetched_at` from the target (docs/snapshot-api.md).
     """
     targets: dict[str, Any] = {}
     removed_targets: list[str] = []
@@ -83,6 +84,11 @@ def delta_document(
             removed_targets.append(name)
         else:
             targets[name] = _target(t)
+    fresh = {}
+    for name in sorted(changes.fresh):
+        t = snap.targets.get(name)
+        if t is not None:
+            fresh[name] = [t.last_attempt_at, t.last_success_at, t.duration_seconds]
     microservices: dict[str, Any] = {}
     removed: list[str] = []
     for name in sorted(changes.microservices):
@@ -95,6 +101,7 @@ def delta_document(
         **_head(snap, "delta", instance, poll_interval, stale_after),
         "since": since,
         "targets": targets,
+        "fresh": fresh,
         "removed_targets": removed_targets,
         "microservices": microservices,
         "removed_microservices": removed,

@@ -31,6 +31,11 @@ def contributed(state: TargetState) -> tuple[str, ...]:
     return names
 
 
+def only_fresher(old: TargetState, new: TargetState) -> bool:
+    """Whether the snapshot document's target object differs only in its poll times and duration."""
+    return old.url == new.url and old.errors_total == new.errors_total and not visibly_differs(old, new)
+
+
 def visibly_differs(old: TargetState, new: TargetState) -> bool:
     """Whether a reader sees a difference apart from freshness (times, durations, counters); microservice values
     are compared by the caller."""
@@ -45,10 +50,12 @@ def visibly_differs(old: TargetState, new: TargetState) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """Names of the targets and microservices that changed after some revision (present or removed now)."""
+    """Names of the targets and microservices that changed after some revision (present or removed now);
+    `fresh`: targets whose only change is their poll times."""
 
     targets: frozenset[str]
     microservices: frozenset[str]
+    fresh: frozenset[str] = frozenset()
 
 
 class SnapshotStore:
@@ -121,11 +128,10 @@ class SnapshotStore:
         if revision < self._floor or revision > self._revision:
             return None
         start = bisect_right(self._log_revisions, revision)
-        targets: set[str] = set()
-        microservices: set[str] = set()
+        sets: dict[str, set[str]] = {"t": set(), "m": set(), "f": set()}
         for kind, name in self._log[start:]:
-            (targets if kind == "t" else microservices).add(name)
-        return Changes(frozenset(targets), frozenset(microservices))
+            sets[kind].add(name)
+        return Changes(frozenset(sets["t"]), frozenset(sets["m"]), frozenset(sets["f"] - sets["t"]))
 
     # ------------------------------------------------------------------------------------------------ writers
 
@@ -137,7 +143,8 @@ class SnapshotStore:
             return
         self._states[state.name] = state
         changed = self._microservice_changes(old, state)
-        self._record(("t", state.name), *(("m", n) for n in changed))
+        kind = "f" if only_fresher(old, state) else "t"
+        self._record((kind, state.name), *(("m", n) for n in changed))
         if changed or visibly_differs(old, state):
             self._schedule()
 

@@ -103,7 +103,21 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv, os.environ)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return asyncio.run(serve(args))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(os.environ)) as runner:
+        return runner.run(serve(args))
+
+
+def new_event_loop(env: Mapping[str, str]) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed, unless HORIZON_KEDA_EVENT_LOOP=asyncio asks for the standard one.
+    (The exporter has the same switch; the scaler knows the exporter only by its HTTP contract.)"""
+    if env.get("HORIZON_KEDA_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_FRESH = ("last_attempt_at", "last_success_at", "duration_seconds")
+
 
 class OutOfStep(ValueError):
     """A delta that cannot be applied to this copy; ask for the full document."""
@@ -115,7 +117,16 @@ class Feed:
             self.microservices[name] = entry
             self.by_target.setdefault(str(entry.get("target")), set()).add(name)
             touched.add(name)
-        for tname, target in targets.items():
+        fresh = doc.get("fresh", {})
+        if not isinstance(fresh, dict):
+            raise ValueError("snapshot document: fresh: expected an object")
+        changed_targets = dict(targets)
+        for tname, times in fresh.items():
+            old = self.targets.get(tname)
+            if old is None or not isinstance(times, list) or len(times) != 3:
+                raise OutOfStep(f"fresh times for {tname!r} do not apply to this copy")
+            changed_targets[tname] = {**old, **dict(zip(_FRESH, times, strict=True))}
+        for tname, target in changed_targets.items():
             self.targets[tname] = target
             for name in self.by_target.get(tname, ()):
                 if name in microservices:

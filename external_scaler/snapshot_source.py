@@ -56,6 +56,7 @@ class SnapshotSource(Source):
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         max_body_bytes: int = MAX_BODY_BYTES,
+        min_gap: float = 0.05,
     ) -> None:
         super().__init__()
         self.url = exporter_url.rstrip("/") + "/api/v1/snapshot"
@@ -66,6 +67,9 @@ class SnapshotSource(Source):
         # wait + one poll interval old: `wait` leaves room for both within max_staleness.
         self.wait = min(30.0, max(0.5, max_staleness / 2))
         self._feed: Feed | None = None
+        # After an answer, wait this long before asking again: in a busy fleet, changes arriving within it come
+        # in one answer, so the scaler's cost follows min(changes, 1 / min_gap); a push comes at most min_gap later.
+        self.min_gap = min_gap
         self.fulls = self.deltas = 0  # documents applied, by kind (tests and logs)
         self._clock = clock
         self._backoff = (backoff_initial, backoff_max)
@@ -173,3 +177,4 @@ class SnapshotSource(Source):
             backoff = self._backoff[0]
             self._view, self._error = view, None
             self.changes.publish()
+            await asyncio.sleep(self.min_gap)

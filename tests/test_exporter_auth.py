@@ -120,7 +120,7 @@ async def test_a_tls_file_that_does_not_load_is_a_visible_tls_error_until_fixed(
         assert err.message.startswith(f"tls.ca_file: cannot load CA certificates from {ca_file}: [X509: ")
         m = await metrics(client)
         assert value(m, "horizon_up", microservice="orders") == 0.0
-        assert value(m, "horizon_scrape_errors_total", target="orders", reason="tls") >= 1.0
+        assert value(m, "horizon_poll_errors_total", target="orders", reason="tls") >= 1.0
         ca_file.write_bytes(ca.pem)  # retried with backoff: a fixed file brings the target up
         snap = await wait_for(client, lambda s: s.targets["orders"].up)
         assert snap.microservices["orders"].values.processes == 9.0

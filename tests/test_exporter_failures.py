@@ -36,7 +36,7 @@ async def test_broken_horizon_is_down_with_reason_and_never_zero(horizon, make_e
     m = await metrics(client)
     assert value(m, "horizon_up", microservice="orders") == 0.0
     assert value(m, "horizon_target_up", target="orders") == 0.0
-    assert value(m, "horizon_scrape_errors_total", target="orders", reason=reason) >= 1.0
+    assert value(m, "horizon_poll_errors_total", target="orders", reason=reason) >= 1.0
     # Never seen healthy: no process count at all, not a silent zero.
     assert value(m, "horizon_microservice_processes", microservice="orders") is None
     doc = await (await client.get("/api/v1/snapshot")).json()

@@ -65,7 +65,7 @@ async def test_nan_and_infinity_are_schema_errors(raw_horizon, make_exporter, en
     assert err is not None and err.reason == "schema" and err.message == message
     m = await metrics(client)
     assert value(m, "horizon_up", microservice="orders") == 0.0
-    assert value(m, "horizon_scrape_errors_total", target="orders", reason="schema") >= 1.0
+    assert value(m, "horizon_poll_errors_total", target="orders", reason="schema") >= 1.0
     assert value(m, "horizon_microservice_processes", microservice="orders") is None
 
 
@@ -100,7 +100,7 @@ async def test_lone_surrogate_in_a_supervisor_name_fails_the_shared_target(make_
         assert err.reason == "schema" and "supervisors[0].name: expected a valid Unicode string" in err.message
         m = await metrics(client)
         assert value(m, "horizon_target_up", target="core") == 0.0
-        assert value(m, "horizon_scrape_errors_total", target="core", reason="schema") >= 1.0
+        assert value(m, "horizon_poll_errors_total", target="core", reason="schema") >= 1.0
 
 
 async def test_json_nested_too_deeply_is_invalid_json(raw_horizon, make_exporter):
@@ -111,7 +111,7 @@ async def test_json_nested_too_deeply_is_invalid_json(raw_horizon, make_exporter
     err = snap.targets["orders"].error
     assert err.reason == "invalid_json" and err.message == "GET /api/stats: invalid JSON: nested too deeply to decode"
     m = await metrics(client)
-    assert value(m, "horizon_scrape_errors_total", target="orders", reason="invalid_json") >= 1.0
+    assert value(m, "horizon_poll_errors_total", target="orders", reason="invalid_json") >= 1.0
 
 
 async def test_redirect_location_is_shown_without_tokens(raw_horizon, make_exporter, caplog):

@@ -11,8 +11,8 @@ from tests.test_exporter_http import config, samples
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "horizon.yml"
 # What only the poller can say: health of its own polls, staleness, build info.
 POLLER_ONLY = {
-    "horizon_up", "horizon_target_up", "horizon_microservice_stale", "horizon_scrape_duration_seconds",
-    "horizon_last_success_timestamp_seconds", "horizon_polls_total", "horizon_scrape_errors_total",
+    "horizon_up", "horizon_target_up", "horizon_microservice_stale", "horizon_poll_duration_seconds",
+    "horizon_last_success_timestamp_seconds", "horizon_polls_total", "horizon_poll_errors_total",
     "horizon_exporter_build_info", "horizon_microservice_duplicate",
     "horizon_exporter_config_last_reload_successful", "horizon_exporter_config_last_reload_success_timestamp_seconds",
 }  # fmt: skip

@@ -56,6 +56,6 @@ async def test_promtool_check_metrics_is_clean(horizon, make_exporter):
     )
     await wait_for(client, lambda s: s.targets["orders"].up and s.targets["billing"].attempts > 0)
     text = await (await client.get("/metrics")).read()
-    assert b"horizon_scrape_errors_total" in text and b"horizon_queue_length" in text
+    assert b"horizon_poll_errors_total" in text and b"horizon_queue_length" in text
     run = subprocess.run([binary, "check", "metrics"], input=text, capture_output=True, timeout=30)
     assert run.returncode == 0 and run.stdout + run.stderr == b"", (run.stdout + run.stderr).decode()

@@ -130,7 +130,9 @@ def test_a_delta_names_only_what_changed():
     exporter.apply(("tick", 1.0))
     exporter.apply(ok)  # the same values again: fresher, nothing else
     delta = exporter.answer(base["revision"], store.instance)
-    assert delta["kind"] == "delta" and delta["microservices"] == {} and list(delta["targets"]) == ["t1"]
+    assert delta["kind"] == "delta" and delta["microservices"] == {} and delta["targets"] == {}
+    assert list(delta["fresh"]) == ["t1"], "only the poll times changed: the short form"
+    assert delta["fresh"]["t1"][1] == exporter.now
     assert delta["version"] == base["version"], "freshness alone makes no new version"
     exporter.apply(("ok", "t1", {"a": (5, 3), "b": (1, 0)}, 0))
     delta = exporter.answer(base["revision"], store.instance)
