@@ -21,8 +21,8 @@ from . import __version__
 from .collector import MetricsRenderer
 from .config import Config
 from .jsonexp.probe import Prober, check_target, scrape_timeout
-from .jsonexp.reload import ModuleReloader
 from .poller import Poller, initial_states
+from .reload import ConfigReloader
 from .snapshot_json import delta_document, snapshot_document
 from .store import SnapshotStore
 
@@ -34,7 +34,7 @@ SNAPSHOT_CACHE = web.AppKey("snapshot_cache", dict)
 SNAPSHOT_SERVED = web.AppKey("snapshot_served", Counter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 PROBER = web.AppKey("prober", Prober)
-MODULES = web.AppKey("modules", ModuleReloader)
+MODULES = web.AppKey("modules", ConfigReloader)
 
 LONG_POLL_DEFAULT = 30.0
 LONG_POLL_MAX = 60.0
@@ -154,16 +154,18 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     start_poller: bool = True,
+    load: Callable[[], Config] | None = None,
 ) -> web.Application:
     """Build the exporter application for `config`; the poller starts with the app and stops with it.
 
     `registry` holds extra collectors to serve on /metrics beside the `horizon_*` families, which come from the
-    snapshot store directly (see collector.py).
+    snapshot store directly (see collector.py). `load` re-reads the configuration on a reload (SIGHUP or a changed
+    file) the way the process was started; by default the config file alone.
     """
     app = web.Application()
     store = SnapshotStore(initial_states(config), clock)
     registry = registry if registry is not None else CollectorRegistry()
-    reloader = ModuleReloader(None if config.source == "flags" else config.source, config.modules)
+    reloader = ConfigReloader(None if config.source == "flags" else config.source, config, load=load)
     registry.register(reloader)
     app[CONFIG] = config
     app[STORE] = store
@@ -184,6 +186,7 @@ def create_app(
             app[SESSION] = session
             poller = Poller(config, store, session, clock)
             app[POLLER] = poller
+            reloader.listeners.append(lambda new: poller.reconfigure(new.targets))
             if start_poller:
                 poller.start()
             watcher = None

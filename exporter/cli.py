@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     logging.getLogger("horizon_keda").info("serving on http://%s:%d/ with %d targets", host, port, len(config.targets))
     loop = new_event_loop(os.environ)
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None, loop=loop)
+    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env))
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop)
     return 0
 
 

@@ -27,16 +27,14 @@ from .store import SnapshotStore
 log = logging.getLogger("horizon_keda.poller")
 
 
+def initial_state(target: TargetConfig) -> TargetState:
+    """The state of a target never polled."""
+    return TargetState(name=target.name, url=target.url, fixed_microservice=getattr(target.rule, "microservice", None))
+
+
 def initial_states(config: Config) -> dict[str, TargetState]:
     """A never-polled state for every configured target, in config order."""
-    return {
-        t.name: TargetState(
-            name=t.name,
-            url=t.url,
-            fixed_microservice=getattr(t.rule, "microservice", None),
-        )
-        for t in config.targets
-    }
+    return {t.name: initial_state(t) for t in config.targets}
 
 
 def backoff_delay(interval: float, failures: int, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -62,20 +60,51 @@ class Poller:
         self._session = session
         self._clock = clock
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._targets = {t.name: t for t in config.targets}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running = False
         # Per target: the last reading mapped and what it mapped to (one entry per target).
         self._mapped: dict[str, tuple[HorizonReading, Mapping[str, MicroserviceValues]]] = {}
 
     def start(self) -> None:
         """Start one task per target."""
-        for target in self._config.targets:
-            self._tasks.append(asyncio.create_task(self._loop(target), name=f"poll:{target.name}"))
+        self._running = True
+        for target in self._targets.values():
+            self._start(target)
+
+    def _start(self, target: TargetConfig) -> None:
+        self._tasks[target.name] = asyncio.create_task(self._loop(target), name=f"poll:{target.name}")
+
+    def reconfigure(self, targets: tuple[TargetConfig, ...]) -> None:
+        """Poll `targets` from now on: new ones start, removed ones stop and leave the snapshot at once, unchanged
+        ones keep their state and timers; a target whose settings changed starts afresh (it may be another
+        Horizon)."""
+        states = []
+        wanted = {t.name: t for t in targets}
+        for name, old in list(self._targets.items()):
+            if wanted.get(name) != old:
+                task = self._tasks.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                self._mapped.pop(name, None)
+        for target in targets:
+            kept = self._store.state(target.name) if self._targets.get(target.name) == target else None
+            states.append(kept if kept is not None else initial_state(target))
+        self._store.replace_targets(states)
+        started = [t for t in targets if self._targets.get(t.name) != t]
+        removed = len(set(self._targets) - set(wanted))
+        self._targets = wanted
+        if self._running:
+            for target in started:
+                self._start(target)
+        log.info("targets: %d polled; %d new or changed, %d removed", len(wanted), len(started), removed)
 
     async def stop(self) -> None:
         """Cancel every loop and wait for them to end."""
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
     async def poll_once(self, client: TargetClient) -> PollOutcome:

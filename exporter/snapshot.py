@@ -138,11 +138,13 @@ class Snapshot:
     targets: Mapping[str, TargetState]
     revision: int = 0
     owners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    was_ready: bool = False
 
     @property
     def ready(self) -> bool:
-        """Every target has been polled at least once."""
-        return all(t.attempts > 0 for t in self.targets.values())
+        """Every target has been polled at least once — or every target of the starting config was (targets a
+        reload adds do not make a running exporter unready)."""
+        return self.was_ready or all(t.attempts > 0 for t in self.targets.values())
 
     @cached_property
     def microservices(self) -> Mapping[str, MicroserviceEntry]:

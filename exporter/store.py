@@ -77,6 +77,8 @@ class SnapshotStore:
         self._owners: dict[str, tuple[str, ...]] = {}
         for state in self._states.values():
             self._own(state.name, (), contributed(state))
+        self._unpolled = sum(s.attempts == 0 for s in self._states.values())
+        self._ready = self._unpolled == 0  # once every starting target was polled; a reload does not undo it
         self._version = 1
         self._revision = 1
         self._generated_at = clock()
@@ -101,6 +103,7 @@ class SnapshotStore:
                 generated_at=self._generated_at,
                 targets=MappingProxyType(self._states.copy()),
                 owners=MappingProxyType(self._owners.copy()),
+                was_ready=self._ready,
             )
         return snap
 
@@ -142,6 +145,9 @@ class SnapshotStore:
         if old is None:
             return
         self._states[state.name] = state
+        if old.attempts == 0 and state.attempts > 0:
+            self._unpolled -= 1
+            self._ready = self._ready or self._unpolled == 0
         changed = self._microservice_changes(old, state)
         kind = "f" if only_fresher(old, state) else "t"
         self._record((kind, state.name), *(("m", n) for n in changed))
@@ -163,11 +169,15 @@ class SnapshotStore:
                 before = contributed(old) if old is not None else ()
                 entries.append(("t", name))
                 entries.extend(("m", n) for n in self._own(name, before, contributed(state)))
-        order = list(new)
+        rank = {name: i for i, name in enumerate(new)}
         self._states = new
-        # Config order decides which target wins a microservice both report.
+        self._unpolled = sum(s.attempts == 0 for s in new.values())
+        # Config order decides which target wins a microservice both report; a new order can change the winner.
         for ms, owners in self._owners.items():
-            self._owners[ms] = tuple(sorted(owners, key=order.index))
+            ordered = tuple(sorted(owners, key=lambda o: rank.get(o, len(rank))))
+            if ordered[:1] != owners[:1]:
+                entries.append(("m", ms))
+            self._owners[ms] = ordered
         self._record(*entries)
         self._schedule(at_once=True)
 
@@ -233,7 +243,7 @@ class SnapshotStore:
             del self._log[:drop], self._log_revisions[:drop]
 
     def _schedule(self, *, at_once: bool = False) -> None:
-        if self._pending is not None:
+        if self._pending is not None and not at_once:
             return
         if at_once or self._coalesce <= 0:
             self._publish()

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from exporter.cli import main
-from exporter.config import load_config, parse_config
-from exporter.jsonexp.reload import ModuleReloader
+from exporter.config import Config, load_config, parse_config
+from exporter.reload import ConfigReloader
 from exporter.yamlreader import ConfigError
 from tests.payloads import topology_a
 
@@ -207,8 +207,8 @@ def test_enable_http2_warning_is_shown_by_check_config_and_logged_at_reload(tmp_
     path.write_text(HTTP2)
     assert main(["--config", str(path), "--check-config"], env={}) == 0
     assert f"  warning: {path}: {HTTP2_WARNING}" in capsys.readouterr().out.splitlines()
-    reloader = ModuleReloader(str(path), {}, env={})
-    with caplog.at_level(logging.WARNING, logger="horizon_keda.modules"):
+    reloader = ConfigReloader(str(path), Config(targets=()), env={})
+    with caplog.at_level(logging.WARNING, logger="horizon_keda.config"):
         assert reloader.reload()
     assert [r.getMessage() for r in caplog.records] == [f"{path}: {HTTP2_WARNING}"]
 

@@ -99,7 +99,7 @@ class Exporter:
             self.store = self._new(TARGETS[:3])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(st.lists(ops, max_size=60), st.sampled_from((8, 40, 100_000)))
 def test_full_at_a_plus_delta_equals_full_at_b(sequence: list[tuple[Any, ...]], history: int):
     exporter = Exporter(history)
