@@ -13,13 +13,16 @@ What runs (all on 127.0.0.1, each its own process)
   the time it did) at random phases of the poll cycle: Horizon change → pushed `true` latency. It also scrapes
   the exporter's /metrics every 15 s, as Prometheus would.
 * baseline (same run, right after, same fleet): a bare aiohttp process making the same GETs — three per target per
-  poll interval, the exporter's connector limit and concurrency bound — and reading the bodies, nothing else.
+  poll interval, the exporter's connector limit and concurrency bound, on the same event loop (`--loop`) — and
+  reading the bodies, nothing else.
 
 Figures, over `--seconds` of steady state after `--warmup`: CPU share of each process (utime + stime from
-/proc/PID/stat over wall time; 100 % = one core), RSS (VmRSS at the end, VmHWM = peak), snapshot versions per
-second, bytes the scaler read from the snapshot API per second (exporter counter), push latency p50/p99. For the
-one-Horizon case also `/metrics`: our exporter's response time while polling runs vs prometheus_client's own
-server (`start_http_server`, in a child process) serving the same samples, interleaved, medians.
+/proc/PID/stat over wall time; 100 % = one core; the exporter's also split into its main thread — the event
+loop: polling and the snapshot API — and its worker threads, which render /metrics), RSS (VmRSS at the end, VmHWM
+= peak), snapshot versions per second, bytes the scaler read from the snapshot API per second (exporter counter),
+push latency p50/p99. For the one-Horizon case also `/metrics`: our exporter's response time while polling runs
+vs prometheus_client's own server (`start_http_server`, in a child process) serving the same samples,
+interleaved, medians.
 
 Run from the repository root:
     .venv/bin/python bench/fleet.py                      # cases a:1, a:100, a:1000, b:10000 (~5 min)
@@ -226,7 +229,12 @@ def baseline(port: int, horizons: list[str], poll: float, concurrency: int) -> N
 
             await asyncio.gather(*(target(h) for h in horizons))
 
-    asyncio.run(run())
+    if os.environ.get("HORIZON_KEDA_EVENT_LOOP", "uvloop") == "uvloop":  # the exporter's loop: like with like
+        import uvloop
+
+        uvloop.run(run())
+    else:
+        asyncio.run(run())
 
 
 # ------------------------------------------------------------------------------------------------- measurement
@@ -240,6 +248,12 @@ def free_port() -> int:
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def main_thread_seconds(pid: int) -> float:
+    """CPU seconds of the process's main thread (the event loop; /metrics renders run in worker threads)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -318,13 +332,15 @@ class Window:
         self.procs = procs
         self.t0 = time.monotonic()
         self.cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
+        self.main0 = {k: main_thread_seconds(p) for k, p in procs.items()}
 
     def end(self) -> dict[str, dict[str, float]]:
         wall = time.monotonic() - self.t0
         out = {}
         for k, pid in self.procs.items():
             rss, hwm = memory_mb(pid)
-            out[k] = {"cpu": 100.0 * (cpu_seconds(pid) - self.cpu0[k]) / wall, "rss": rss, "hwm": hwm}
+            out[k] = {"cpu": 100.0 * (cpu_seconds(pid) - self.cpu0[k]) / wall, "rss": rss, "hwm": hwm,
+                      "loop_cpu": 100.0 * (main_thread_seconds(pid) - self.main0[k]) / wall}  # fmt: skip
         return out
 
 
@@ -498,7 +514,7 @@ def run_case(case: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any
 
         # The bare baseline against the same fleet, right after.
         base = spawn([sys.executable, __file__, "--baseline", ",".join(info["horizons"]), "--port", str(fleet_port),
-                      "--poll", str(args.poll)], logdir / f"{case}-baseline.log")  # fmt: skip
+                      "--poll", str(args.poll)], logdir / f"{case}-baseline.log", args.env)  # fmt: skip
         procs.append(base)
         time.sleep(args.warmup)
         window = Window({"baseline": base.pid})
@@ -529,7 +545,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> int:
             _fmt(p.get("p50"), "s", 3), _fmt(p.get("p99"), "s", 3) + f" (n={p.get('n', 0)})",
             _fmt(b["cpu"], "%"), _fmt(u["exporter"]["cpu"] / b["cpu"] if b["cpu"] else None, "×", 2),
         )))  # fmt: skip
-        print(f"    fleet process CPU {u['fleet']['cpu']:.1f}%; bodies of one Horizon: {r['body_bytes']}")
+        print(f"    exporter's event loop (polling, snapshot API) {u['exporter']['loop_cpu']:.1f}%, its other threads "
+              f"(/metrics renders for the scrapes every 15 s) {u['exporter']['cpu'] - u['exporter']['loop_cpu']:.1f}%; "
+              f"fleet process CPU {u['fleet']['cpu']:.1f}%; bodies of one Horizon: {r['body_bytes']}")  # fmt: skip
         if "metrics" in r:
             m = r["metrics"]
             print(f"    /metrics: ours {m['ours'] * 1000:.0f} ms vs prometheus_client {m['theirs'] * 1000:.0f} ms "

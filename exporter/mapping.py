@@ -110,30 +110,33 @@ def map_reading(reading: HorizonReading, rule: Rule) -> dict[str, MicroserviceVa
     accs: dict[str, _Acc] = {}
     if isinstance(rule, Fixed):
         accs[rule.microservice] = _Acc()
+    fixed = rule.microservice if isinstance(rule, Fixed) else None
+    by_supervisor = fixed is not None or (isinstance(rule, Pattern) and rule.source == "supervisor")
     for master in reading.masters:
         for sup in master.supervisors:
-            if isinstance(rule, Fixed):
-                owners = {key: rule.microservice for key in sup.processes}
-                sup_owner: str | None = rule.microservice
-            elif rule.source == "supervisor":
-                sup_owner = _match(rule.regex, sup.key)
-                owners = {key: sup_owner for key in sup.processes} if sup_owner else {}
+            if by_supervisor:  # every pool of the supervisor belongs to its owner
+                sup_owner = fixed if fixed is not None else _match(rule.regex, sup.key)  # type: ignore[union-attr]
+                owners: dict[str, str | None] | None = None
             else:
-                owners = {key: _match_queue(rule.regex, _queue_of(key)) for key in sup.processes}
+                owners = {key: _match_queue(rule.regex, _queue_of(key)) for key in sup.processes}  # type: ignore[union-attr]
                 sup_owner = next((o for o in owners.values() if o), None)
             if sup_owner is not None:
                 acc = accs.get(sup_owner) or accs.setdefault(sup_owner, _Acc())
                 acc.supervisors[sup.status] = acc.supervisors.get(sup.status, 0) + 1
                 if sup.status != "inactive" and sup.max_processes is not None:
                     acc.max_processes += sup.max_processes
+            elif owners is None:
+                continue
             for key, count in sup.processes.items():
-                owner = owners.get(key)
-                if owner is None:
-                    continue
-                acc = accs.get(owner) or accs.setdefault(owner, _Acc())
+                if owners is not None:
+                    owner = owners.get(key)
+                    if owner is None:
+                        continue
+                    acc = accs.get(owner) or accs.setdefault(owner, _Acc())
                 acc.processes += count
                 queue = _queue_of(key)
-                acc.queue_processes[queue] = acc.queue_processes.get(queue, 0.0) + count
+                pools = acc.queue_processes
+                pools[queue] = pools.get(queue, 0.0) + count
 
     workload = _workload_by_queue(reading.workload)
     if isinstance(rule, Fixed):

@@ -107,7 +107,7 @@ async def test_topology_b_one_horizon_many_microservices():
             assert value(m, "horizon_microservice_processes", microservice="notifications") == 7.0
 
 
-async def test_metrics_render_once_per_snapshot_version(horizon, make_exporter):
+async def test_metrics_render_once_per_snapshot_revision(horizon, make_exporter):
     _, url = horizon
     client = await make_exporter(config(fixed_target("orders", url), poll_interval=30))
     snap = await wait_for(client, lambda s: s.targets["orders"].up)
@@ -117,7 +117,7 @@ async def test_metrics_render_once_per_snapshot_version(horizon, make_exporter):
     before = renderer.renders
     bodies = await asyncio.gather(*(client.get("/metrics") for _ in range(5)))
     texts = {await r.text() for r in bodies}
-    assert client.app[STORE].current.version == snap.version
+    assert client.app[STORE].current.revision == snap.revision  # no poll in between: one render
     assert len(texts) == 1
     assert renderer.renders - before <= 1
 
