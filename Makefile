@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/render_metrics.py
-	$(PY) bench/poll_cycle.py
+	$(PY) bench/fleet.py
 	$(PY) bench/probe_json.py
 	$(PY) bench/scaler_getmetrics.py
 	$(PY) bench/scaler_push.py

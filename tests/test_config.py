@@ -105,6 +105,20 @@ def test_flags_override_env_override_file(tmp_path):
     assert [t.name for t in cfg.targets] == ["a", "b"]
 
 
+def test_stats_interval_from_file_env_and_flag(tmp_path):
+    path = write(tmp_path, "stats_interval: 30\ntargets:\n  - microservice: a\n    url: http://a\n")
+    assert resolve_config(build_parser().parse_args(["--config", path]), {}).stats_interval == 30.0
+    env = {"HORIZON_EXPORTER_STATS_INTERVAL": "0"}  # 0: at every poll
+    assert resolve_config(build_parser().parse_args(["--config", path]), env).stats_interval == 0.0
+    args = build_parser().parse_args(["--config", path, "--stats-interval", "5"])
+    assert resolve_config(args, env).stats_interval == 5.0
+    with pytest.raises(ConfigError, match=r"--stats-interval: expected a number ≥ 0, got -1"):
+        resolve_config(build_parser().parse_args(["--config", path, "--stats-interval", "-1"]), {})
+    bad = write(tmp_path, "stats_interval: -2\ntargets:\n  - microservice: a\n    url: http://a\n")
+    with pytest.raises(ConfigError, match="stats_interval"):
+        resolve_config(build_parser().parse_args(["--config", bad]), {})
+
+
 def test_duplicate_microservice_and_no_targets_are_errors(tmp_path):
     args = build_parser().parse_args(["--target", "a=http://a", "--target", "a=http://b"])
     with pytest.raises(ConfigError, match="duplicate target name 'a'"):
