@@ -1,8 +1,9 @@
 """Poll every target on its own timer: jittered start, bounded concurrency, capped exponential backoff.
 
 One loop per target, so one target never has two polls in flight; each result goes through `snapshot.advance`
-into the store. A reading the client hands back unchanged (same bodies) is not mapped again. A failing target's
-kept values are dropped on time even while backoff spaces its polls.
+into the store. A reading the client hands back unchanged (same bodies) is not mapped again, and a changed one
+only for the microservices the change touched (`mapping.Mapper`). A failing target's kept values are dropped on
+time even while backoff spaces its polls.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .config import Config, TargetConfig
 from .gcpause import gc_paused
 from .horizon import HorizonReading
 from .http import FetchError
-from .mapping import MicroserviceValues, map_reading
+from .mapping import Mapper, MicroserviceValues
 from .snapshot import PollOutcome, TargetError, TargetState, advance, expire
 from .store import SnapshotStore
 
@@ -65,6 +66,7 @@ class Poller:
         self._running = False
         # Per target: the last reading mapped and what it mapped to (one entry per target).
         self._mapped: dict[str, tuple[HorizonReading, Mapping[str, MicroserviceValues]]] = {}
+        self._mappers: dict[str, Mapper] = {}  # per target: redoes only the microservices a change touched
 
     def start(self) -> None:
         """Start one task per target."""
@@ -87,6 +89,7 @@ class Poller:
                 if task is not None:
                     task.cancel()
                 self._mapped.pop(name, None)
+                self._mappers.pop(name, None)
         for target in targets:
             kept = self._store.state(target.name) if self._targets.get(target.name) == target else None
             states.append(kept if kept is not None else initial_state(target))
@@ -122,8 +125,11 @@ class Poller:
         if last is not None and last[0] is reading:
             microservices = last[1]
         else:
+            mapper = self._mappers.get(name)
+            if mapper is None:
+                mapper = self._mappers[name] = Mapper(client.target.rule)
             with gc_paused():
-                microservices = map_reading(reading, client.target.rule)
+                microservices = mapper.map(reading)
         return PollOutcome(started, duration, reading=reading, microservices=microservices)
 
     async def _loop(self, target: TargetConfig) -> None:

@@ -65,7 +65,10 @@ def reuse_unchanged(
     microservice keeps its identity and readers compare with `is`); `old` itself when nothing changed."""
     if new is old:
         return old
-    merged = {name: (prev if (prev := old.get(name)) is not None and prev == v else v) for name, v in new.items()}
+    merged = {
+        name: (prev if (prev := old.get(name)) is not None and (prev is v or prev == v) else v)
+        for name, v in new.items()
+    }
     if len(merged) == len(old) and all(old.get(n) is v for n, v in merged.items()):
         return old
     return MappingProxyType(merged)
