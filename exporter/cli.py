@@ -15,6 +15,7 @@ from aiohttp import web
 from . import __version__
 from .app import create_app
 from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_from_flag, validate
+from .gcpause import tune_collector
 from .mapping import Fixed
 from .yamlreader import ConfigError
 
@@ -151,6 +152,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logging.getLogger("horizon_keda").warning("%s", warning)
     host, port = config.host_port
     logging.getLogger("horizon_keda").info("serving on http://%s:%d/ with %d targets", host, port, len(config.targets))
+    tune_collector()
     loop = new_event_loop(os.environ)
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
     app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env))

@@ -1,4 +1,5 @@
-"""Pause the cyclic garbage collector around bulk work that builds only acyclic data (decoding, parsing, mapping),
+"""The exporter and Python's memory management: pause the cyclic collector around bulk work that builds only acyclic
+data (decoding, parsing, mapping), set its thresholds for a process whose garbage is mostly last poll's reading,
 and hand the memory of a large decoded document back to the system afterwards.
 
 Decoding a large Horizon answer allocates hundreds of thousands of containers; with the collector on, every 700
@@ -32,6 +33,17 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+# Collect the youngest generation after 50,000 net allocations instead of 700, the older ones less often: a poll's
+# parsed reading is garbage a poll later, freed by reference counting, so a collector that waits never scans it;
+# bench/fleet.py (one Horizon with 10,000 microservices) measured about 3 points of a core less, RSS unchanged.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_collector() -> None:
+    """Set the process's collector thresholds (`GC_THRESHOLDS`); called once by the exporter at start."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def release_memory() -> None:
