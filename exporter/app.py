@@ -91,7 +91,7 @@ def _count_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not raw.isdecimal() or not raw.isascii():
+    if not raw.isdecimal() or not raw.isascii() or len(raw) > 20:
         what = "a snapshot version" if name == "after" else "a snapshot revision"
         raise web.HTTPBadRequest(text=f"query parameter {name}: expected {what}, got {raw!r}\n")
     return int(raw)
@@ -104,7 +104,9 @@ async def _snapshot(request: web.Request) -> web.Response:
     since = _count_param(request, "since")
     if after is not None:
         timeout = _float_param(request, "timeout", LONG_POLL_DEFAULT, 0, LONG_POLL_MAX)
-        await store.wait_for_change(after, timeout)
+        # A copy from another exporter instance (this one restarted) gets the full document at once.
+        if since is None or request.query.get("instance") == store.instance:
+            await store.wait_for_change(after, timeout)
     # No await from here on: the snapshot and the change log describe the same moment.
     snap = store.current
     changes = None
@@ -117,10 +119,10 @@ async def _snapshot(request: web.Request) -> web.Response:
     else:
         kind = "full"
         cache = app[SNAPSHOT_CACHE]
-        if cache.get("revision") != snap.revision:
+        if cache.get("snapshot") is not snap:  # a new revision, or the same one published as a new version
             document = snapshot_document(snap, config.poll_interval, config.stale_after, store.instance)
             cache["body"] = json.dumps(document, separators=(",", ":")).encode()
-            cache["revision"] = snap.revision
+            cache["snapshot"] = snap
         body = cache["body"]
     app[SNAPSHOT_SERVED].labels(kind).inc(len(body))
     return web.Response(body=body, content_type="application/json")

@@ -152,14 +152,19 @@ class _FamilySink:
 
 
 class HorizonCollector(Collector):
-    """prometheus_client view of `walk(store.current)`."""
+    """prometheus_client view of `walk(store.current)`, or of one given snapshot."""
 
-    def __init__(self, store: SnapshotStore) -> None:
+    def __init__(self, store: SnapshotStore | None = None, snapshot: Snapshot | None = None) -> None:
         self._store = store
+        self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
         sink = _FamilySink()
-        walk(self._store.current, sink)
+        snap = self._snapshot
+        if snap is None:
+            assert self._store is not None
+            snap = self._store.current
+        walk(snap, sink)
         yield from sink.families.values()
 
 
@@ -220,7 +225,6 @@ class MetricsRenderer:
         self._store = store
         self._extra = extra
         self._version = version
-        self._collector = HorizonCollector(store)
         self._cache: dict[str, tuple[Hashable, bytes]] = {}
         self._inflight: dict[tuple[Hashable, str], asyncio.Future[bytes]] = {}
         self.renders = 0
@@ -232,15 +236,15 @@ class MetricsRenderer:
         cached = self._cache.get(content_type)
         if cached is not None and cached[0] == version:
             return cached[1], content_type
-        body = self._build(encoder, content_type)
+        body = self._build(encoder, self._store.current)
         self._cache[content_type] = (version, body)
         return body, content_type
 
-    def _build(self, encoder: Callable[[object], bytes], content_type: str) -> bytes:
+    def _build(self, encoder: Callable[[object], bytes], snap: Snapshot) -> bytes:
         self.renders += 1
         if encoder is generate_latest:  # the classic text format with legacy names: write it directly
-            return render_text(self._store.current) + generate_latest(self._extra)
-        return encoder(_Both(self._collector, self._extra))
+            return render_text(snap) + generate_latest(self._extra)
+        return encoder(_Both(HorizonCollector(snapshot=snap), self._extra))
 
     async def render(self, accept: str | None) -> tuple[bytes, str]:
         """Like `render_sync`, but a large render runs in a worker thread and concurrent scrapes share it."""
@@ -253,8 +257,10 @@ class MetricsRenderer:
         future = self._inflight.get(key)
         if future is None:
             loop = asyncio.get_running_loop()
-            # The snapshot is immutable, so a worker thread may read it while polls go on.
-            future = loop.run_in_executor(None, self._build, encoder, content_type)
+            # Taken here, on the event loop (the store builds snapshots lazily and is not thread-safe); the
+            # snapshot itself is immutable, so the worker thread may read it while polls go on.
+            snap = self._store.current
+            future = loop.run_in_executor(None, self._build, encoder, snap)
             self._inflight[key] = future
             try:
                 body = await future

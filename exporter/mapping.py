@@ -230,6 +230,13 @@ class Mapper:
 
     def map(self, reading: HorizonReading) -> dict[str, MicroserviceValues]:
         """The reading's microservices; an unchanged microservice keeps last poll's values object."""
+        try:
+            return self._map(reading)
+        except BaseException:
+            self._reset()  # half-updated indexes would count a master twice next time: start again instead
+            raise
+
+    def _map(self, reading: HorizonReading) -> dict[str, MicroserviceValues]:
         rule = self.rule
         names = [m.name for m in reading.masters]
         if isinstance(rule, Fixed) or len(set(names)) != len(names):

@@ -104,6 +104,7 @@ class Poller:
 
     async def stop(self) -> None:
         """Cancel every loop and wait for them to end."""
+        self._running = False
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

@@ -88,15 +88,15 @@ class ConfigReloader(Collector):
         fixed = [k for k in _FIXED_AT_START if getattr(config, k) != getattr(self.config, k)]
         if fixed:
             log.warning("config reload: %s changed; they apply at the next restart", ", ".join(fixed))
-        self.config = config
-        self.current = ModuleSet(config.modules)
-        for listener in self.listeners:
+        modules = ModuleSet(config.modules)
+        for listener in self.listeners:  # the targets first: if they cannot be applied, nothing is
             try:
                 listener(config)
             except Exception:  # a bug must not take the signal handler or the file watcher down
-                log.exception("config reload: applying the new config failed")
+                log.exception("config reload: applying the new targets failed; keeping the running modules")
                 self.last_ok = False
                 return False
+        self.config, self.current = config, modules
         self.last_ok = True
         self.last_success_at = time.time()
         log.info("config reloaded: %d targets, %d modules (%s)", len(config.targets), len(config.modules),
@@ -108,7 +108,11 @@ class ConfigReloader(Collector):
         while True:
             await asyncio.sleep(interval)
             if self._file_stamp() != self._stamp:
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # keep watching: the next change may be a good one
+                    log.exception("config reload failed unexpectedly")
+                    self.last_ok = False
 
     def collect(self) -> Iterator[Metric]:
         ok = GaugeMetricFamily(

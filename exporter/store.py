@@ -203,15 +203,17 @@ class SnapshotStore:
     # ------------------------------------------------------------------------------------------------ internals
 
     def _microservice_changes(self, old: TargetState, new: TargetState) -> list[str]:
+        """Microservices whose entry readers see changed: new values from the target that owns them (a duplicate
+        reported by a later target is not what readers see), or a target starting or ceasing to report them."""
         if new.microservices is old.microservices and new.fixed_microservice == old.fixed_microservice:
             return []
         before, after = old.microservices, new.microservices
-        changed = [n for n, v in after.items() if before.get(n) is not v]
-        changed += [n for n in before if n not in after]
         names_before, names_after = contributed(old), contributed(new)
-        if names_before != names_after:
-            changed += self._own(new.name, names_before, names_after)
-        return changed
+        moved = self._own(new.name, names_before, names_after) if names_before != names_after else []
+        owners = self._owners
+        changed = [n for n, v in after.items() if before.get(n) is not v and owners[n][0] == new.name]
+        changed += [n for n in before if n not in after and n in owners and owners[n][0] == new.name]
+        return changed + moved
 
     def _own(self, target: str, before: Iterable[str], after: Iterable[str]) -> list[str]:
         """Move `target` in the owner index from the names `before` to `after`; the names whose owners changed."""

@@ -106,6 +106,17 @@ class Feed:
         version, revision = _int(doc, "version"), _int(doc, "revision")
         targets, microservices = _objects(doc, "targets"), _objects(doc, "microservices")
         removed_targets, removed = _names(doc, "removed_targets"), _names(doc, "removed_microservices")
+        fresh = doc.get("fresh", {})
+        if not isinstance(fresh, dict):
+            raise ValueError("snapshot document: fresh: expected an object")
+        # Everything is checked before anything changes: readers hold this copy, and a rejected delta must leave
+        # it as it was (the follower then asks for the full document).
+        changed_targets = dict(targets)
+        for tname, times in fresh.items():
+            old = self.targets.get(tname)
+            if old is None or tname in removed_targets or not isinstance(times, list) or len(times) != 3:
+                raise OutOfStep(f"fresh times for {tname!r} do not apply to this copy")
+            changed_targets[tname] = {**old, **dict(zip(_FRESH, times, strict=True))}
         touched: set[str] = set()
         for name in removed:
             if self._drop(name):
@@ -117,15 +128,6 @@ class Feed:
             self.microservices[name] = entry
             self.by_target.setdefault(str(entry.get("target")), set()).add(name)
             touched.add(name)
-        fresh = doc.get("fresh", {})
-        if not isinstance(fresh, dict):
-            raise ValueError("snapshot document: fresh: expected an object")
-        changed_targets = dict(targets)
-        for tname, times in fresh.items():
-            old = self.targets.get(tname)
-            if old is None or not isinstance(times, list) or len(times) != 3:
-                raise OutOfStep(f"fresh times for {tname!r} do not apply to this copy")
-            changed_targets[tname] = {**old, **dict(zip(_FRESH, times, strict=True))}
         for tname, target in changed_targets.items():
             self.targets[tname] = target
             for name in self.by_target.get(tname, ()):

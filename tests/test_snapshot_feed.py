@@ -5,12 +5,16 @@ following with deltas."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import aiohttp
+import pytest
 
 from exporter.app import STORE
 from exporter.client import TargetClient
 from exporter.config import Config
+from exporter.snapshot import TargetError
+from external_scaler.feed import Feed, OutOfStep
 from external_scaler.metadata import Trigger
 from external_scaler.readings import Unavailable
 from external_scaler.snapshot_source import SnapshotSource
@@ -185,3 +189,45 @@ async def test_the_scaler_reads_stale_data_as_unavailable_after_max_staleness(ho
                 await asyncio.sleep(0.02)
     finally:
         await source.close()
+
+
+async def test_a_cached_full_document_is_never_older_than_the_version_that_woke_the_long_poll(horizon, make_exporter):
+    _fake, url = horizon
+    client = await make_exporter(config(fixed_target("orders", url), poll_interval=60))
+    store = client.app[STORE]
+    await wait_for(client, lambda s: s.targets["orders"].up)
+    await asyncio.sleep(0.05)
+    state = store.state("orders")
+    store.update(dataclasses.replace(state, up=False, error=TargetError("timeout", "made up")))  # visible
+    early = await (await client.get("/api/v1/snapshot")).json()  # within the 5 ms before the version is out
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        later = await (await client.get(f"/api/v1/snapshot?after={early['version']}&timeout=30")).json()
+    assert later["version"] == store.version > early["version"] and later["revision"] == early["revision"]
+
+
+async def test_another_instances_copy_gets_the_full_document_without_waiting(horizon, make_exporter):
+    _fake, url = horizon
+    client = await make_exporter(config(fixed_target("orders", url), poll_interval=60))
+    await wait_for(client, lambda s: s.targets["orders"].up)
+    version = client.app[STORE].version
+    async with asyncio.timeout(5):  # not the 30 s of the long-poll: a restarted exporter's client catches up at once
+        doc = await (await client.get(f"/api/v1/snapshot?after={version}&timeout=30&since=3&instance=00ff")).json()
+    assert doc["kind"] == "full"
+    resp = await client.get("/api/v1/snapshot?since=" + "9" * 30)
+    assert resp.status == 400 and "since" in await resp.text()
+
+
+def test_a_rejected_delta_leaves_the_scalers_copy_as_it_was():
+    full = {"kind": "full", "instance": "i", "version": 3, "revision": 9, "poll_interval_seconds": 1.0,
+            "targets": {"orders": {"up": True, "last_success_at": 5.0}},
+            "microservices": {"orders": {"target": "orders", "up": True, "stale": False, "fetched_at": 5.0,
+                                         "processes": 9.0, "queues": {}}}}  # fmt: skip
+    feed = Feed.from_document(full)
+    before = (dict(feed.microservices), dict(feed.targets))
+    delta = {"kind": "delta", "instance": "i", "since": 9, "version": 4, "revision": 12, "targets": {},
+             "microservices": {}, "removed_microservices": ["orders"], "removed_targets": [],
+             "fresh": {"payments": [6.0, 6.0, 0.01]}}  # fmt: skip
+    with pytest.raises(OutOfStep):
+        feed.apply(delta)
+    assert (feed.microservices, feed.targets) == before and (feed.version, feed.revision) == (3, 9)
