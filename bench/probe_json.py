@@ -32,9 +32,10 @@ from exporter.app import create_app
 from exporter.config import parse_config
 from exporter.jsonexp.probe import ModuleClient, read_document
 
-CONFIG = """
+CONFIG = r"""
 modules:
   default:
+    allowed_targets: ['~http://127\.0\.0\.1:[0-9]+/.*']   # the loopback upstream below
     metrics:
       - {name: app_counter, path: '{.counter}', valuetype: gauge}
       - {name: app_build, path: '{.build.number}', labels: {version: '{.build.version}'}}

@@ -34,6 +34,7 @@ def module(auth: str = "", tls: str = "", headers: str = "") -> str:
     return textwrap.dedent(f"""\
         modules:
           m:
+            allowed_targets: ['*']
             metrics: []
             allowed_targets: ['https://o/*']
             {headers}

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load_config
+from exporter.yamlreader import ConfigError
 from tests.conftest import real_prometheus, require_binary
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "json_exporter"
@@ -59,6 +60,21 @@ async def vectors_server():
     await server.close()
 
 
+def migrated(name: str, tmp_path: Path) -> Path:
+    """A json_exporter config as its user migrates it (README): one `allowed_targets` line per module."""
+    text = (VECTORS / name).read_text()
+    text = re.sub(r"^(  [A-Za-z_][\w-]*:)\n", "\\1\n    allowed_targets: ['*']\n", text, flags=re.M)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_an_unmigrated_config_is_refused_naming_the_line_to_add():
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(VECTORS / "good.config.yml"))
+    assert "modules.default.allowed_targets" in str(exc.value) and "allowed_targets: ['*']" in str(exc.value)
+
+
 async def probe(make_exporter, config_path: Path, server: TestServer, route: str, module: str = "default"):
     client = await make_exporter(load_config(str(config_path)))
     resp = await client.get("/probe", params={"module": module, "target": str(server.make_url(route))})
@@ -66,8 +82,8 @@ async def probe(make_exporter, config_path: Path, server: TestServer, route: str
     return await resp.text()
 
 
-async def test_good_vector_same_names_types_values(make_exporter, vectors_server):
-    text = await probe(make_exporter, VECTORS / "good.config.yml", vectors_server, "/good.json")
+async def test_good_vector_same_names_types_values(make_exporter, vectors_server, tmp_path):
+    text = await probe(make_exporter, migrated("good.config.yml", tmp_path), vectors_server, "/good.json")
     got = parse(text)
     expected = parse((VECTORS / "good.expected.txt").read_text())
     assert got == expected
@@ -77,8 +93,8 @@ async def test_good_vector_same_names_types_values(make_exporter, vectors_server
     assert "probe_success 1" in text
 
 
-async def test_readme_example_vectors(make_exporter, vectors_server):
-    cfg = VECTORS / "examples.config.yml"
+async def test_readme_example_vectors(make_exporter, vectors_server, tmp_path):
+    cfg = migrated("examples.config.yml", tmp_path)
     got = values(parse(await probe(make_exporter, cfg, vectors_server, "/data.json")))
     got |= values(parse(await probe(make_exporter, cfg, vectors_server, "/animals.json", module="animals")))
     expected = values(parse((VECTORS / "examples.expected.txt").read_text()))
@@ -86,21 +102,22 @@ async def test_readme_example_vectors(make_exporter, vectors_server):
 
 
 async def test_camelcase_epochtimestamp_is_applied_with_a_warning(make_exporter, vectors_server, tmp_path):
-    config = load_config(str(VECTORS / "examples.config.yml"))
+    original = migrated("examples.config.yml", tmp_path)
+    config = load_config(str(original))
     assert any("epochTimestamp" in w and "'epochtimestamp'" in w for w in config.warnings)
-    text = await probe(make_exporter, VECTORS / "examples.config.yml", vectors_server, "/data.json")
+    text = await probe(make_exporter, original, vectors_server, "/data.json")
     # The example's path points inside each element, where there is no timestamp: that is reported, not hidden.
     assert 'probe_json_errors{reason="missing_path"} 1' in text and "probe_success 0" in text
     fixed = tmp_path / "config.yml"
-    fixed.write_text((VECTORS / "examples.config.yml").read_text().replace("'{ .timestamp }'", "'{^^.timestamp}'"))
+    fixed.write_text(original.read_text().replace("'{ .timestamp }'", "'{^^.timestamp}'"))
     text = await probe(make_exporter, fixed, vectors_server, "/data.json")
     (line,) = [ln for ln in text.splitlines() if ln.startswith("example_timestamped_value_count")]
     assert line.endswith(" 2 1657568506")  # milliseconds, as json_exporter reads epochtimestamp
     assert "probe_success 1" in text
 
 
-async def test_duplicate_label_sets_keep_the_first_and_are_counted(make_exporter, vectors_server):
-    text = await probe(make_exporter, VECTORS / "good.config.yml", vectors_server, "/repeat.json")
+async def test_duplicate_label_sets_keep_the_first_and_are_counted(make_exporter, vectors_server, tmp_path):
+    text = await probe(make_exporter, migrated("good.config.yml", tmp_path), vectors_server, "/repeat.json")
     assert 'example_value_count{environment="beta",id="id-C"} 3\n' in text
     assert 'example_value_count{environment="beta",id="id-C"} 4' not in text
     assert "probe_json_duplicate_samples 3" in text  # count, active and boolean of the second id-C
@@ -122,7 +139,7 @@ async def test_readme_scrape_config_with_a_real_prometheus(make_exporter, vector
     block = re.search(r"```yaml\n(scrape_configs:\n  - job_name: json\n.*?)```", readme, re.S)
     assert block, "README lost its /probe scrape config"
     (job,) = yaml.safe_load(block.group(1))["scrape_configs"]
-    client = await make_exporter(load_config(str(VECTORS / "good.config.yml")))
+    client = await make_exporter(load_config(str(migrated("good.config.yml", tmp_path))))
     target = str(vectors_server.make_url("/good.json"))
     job["static_configs"] = [{"targets": [target]}]  # the README's example hosts, pointed at loopback
     (to_exporter,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]

@@ -72,6 +72,7 @@ async def upstream():
 SIMPLE = """
 modules:
   default:
+    allowed_targets: ['*']
     metrics:
       - name: app_state
         path: '{.state}'
@@ -150,6 +151,7 @@ modules:
   default:
     http_client_config:
       basic_auth: {username: u, password: p}
+    allowed_targets: ['*']
     metrics: [{name: x, path: '{.state}', value_map: {running: 1}}]
 """
 
@@ -160,7 +162,7 @@ def test_credentials_without_allowed_targets_are_refused_at_load():
     assert exc.value.key == "modules.default.allowed_targets" and "carries credentials" in str(exc.value)
     for header in ("Authorization", "cookie"):
         with pytest.raises(ConfigError, match="carries credentials"):
-            cfg(f"modules:\n  m:\n    headers: {{{header}: x}}\n    metrics: []\n")
+            cfg(f"modules:\n  m:\n    headers: {{{header}: x}}\n    allowed_targets: ['*']\n    metrics: []\n")
 
 
 async def test_allowed_targets_403_for_anything_else(make_exporter, upstream):
@@ -178,16 +180,19 @@ async def test_allowed_targets_403_for_anything_else(make_exporter, upstream):
 
 def test_unknown_keys_are_errors_case_variants_warn():
     with pytest.raises(ConfigError) as exc:
-        cfg("modules:\n  default:\n    metrics:\n      - {name: a, path: '{.a}', pth: x}\n")
+        cfg("modules:\n  default:\n    allowed_targets: ['*']\n    metrics:\n      - {name: a, path: '{.a}', pth: x}\n")
     assert exc.value.key == "modules.default.metrics[0].pth" and "unknown key" in str(exc.value)
-    c = cfg("modules:\n  default:\n    metrics:\n      - {name: a, path: '{.a}', valueType: gauge}\n")
+    c = cfg(
+        "modules:\n  default:\n    allowed_targets: ['*']\n"
+        "    metrics:\n      - {name: a, path: '{.a}', valueType: gauge}\n"
+    )
     assert c.modules["default"].metrics[0].valuetype == "gauge"
     assert any("valueType" in w for w in c.warnings)
     with pytest.raises(ConfigError, match="not supported by horizon-keda"):
-        cfg("modules:\n  d:\n    http_client_config: {oauth2: {}}\n    metrics: []\n")
+        cfg("modules:\n  d:\n    http_client_config: {oauth2: {}}\n    allowed_targets: ['*']\n    metrics: []\n")
 
 
-HTTP2 = "modules:\n  m:\n    http_client_config: {enable_http2: true}\n    metrics: []\n"
+HTTP2 = "modules:\n  m:\n    http_client_config: {enable_http2: true}\n    allowed_targets: ['*']\n    metrics: []\n"
 HTTP2_WARNING = (
     "modules.m.http_client_config.enable_http2: true is ignored: probes use HTTP/1.1, the only version aiohttp's "
     "client speaks (json_exporter's own probes disable HTTP/2 too)"
@@ -219,6 +224,7 @@ async def test_object_keys_as_labels_from_horizon_processes_maps(make_exporter, 
     text = """
     modules:
       default:
+        allowed_targets: ['*']
         metrics:
           - name: horizon_pool
             type: object
@@ -245,9 +251,11 @@ async def test_post_body_with_template_and_redirects(make_exporter, upstream):
     modules:
       default:
         body: {content: '{"since": "{{ .since | first }}"}', templatize: true}
+        allowed_targets: ['*']
         metrics: [{name: s, path: '{.state}', value_map: {running: 1}}]
       follow:
         http_client_config: {follow_redirects: true}
+        allowed_targets: ['*']
         metrics: [{name: s, path: '{.state}', value_map: {running: 1}}]
     """
     client = await make_exporter(cfg(text))
@@ -256,7 +264,10 @@ async def test_post_body_with_template_and_redirects(make_exporter, upstream):
     _, body = await get_probe(client, module="follow", target=str(upstream.make_url("/redirect")))
     assert "s 1\n" in body and "probe_success 1" in body
     with pytest.raises(ConfigError, match=r"only \{\{ .param \| first \}\}"):
-        cfg("modules:\n  d:\n    body: {content: '{{ now }}', templatize: true}\n    metrics: []\n")
+        cfg(
+            "modules:\n  d:\n    body: {content: '{{ now }}', templatize: true}\n    allowed_targets: ['*']\n"
+            "    metrics: []\n"
+        )
 
 
 async def test_reload_on_file_change_and_sighup_keeps_old_modules_on_error(make_exporter, upstream, tmp_path):

@@ -161,15 +161,36 @@ async def test_dot_segments_cannot_walk_out_of_a_prefix(make_exporter, upstreams
     [("X-Monitoring-Token", "abc"), ("X-Api-Key", "abc"), ("X-Session", "abc"), ("X-Tenant", "${TENANT_SECRET}")],
 )
 def test_secret_headers_count_as_credentials(header, value):
-    text = f"modules:\n  m:\n    headers: {{{header}: '{value}'}}\n    metrics: []\n"
+    text = f"modules:\n  m:\n    headers: {{{header}: '{value}'}}\n    allowed_targets: ['*']\n    metrics: []\n"
     with pytest.raises(ConfigError) as exc:
         cfg(text, env={"TENANT_SECRET": "t0p"})
     assert exc.value.key == "modules.m.allowed_targets" and f"header {header}" in str(exc.value)
     assert "t0p" not in str(exc.value) and "abc" not in str(exc.value)
 
 
+def test_a_module_without_allowed_targets_is_refused_naming_the_line_to_add():
+    with pytest.raises(ConfigError) as exc:
+        cfg("modules:\n  m:\n    metrics: []\n")
+    assert exc.value.key == "modules.m.allowed_targets"
+    assert "allowed_targets: ['*']" in str(exc.value) and "metadata" in str(exc.value)
+    with pytest.raises(ConfigError, match="'\\*' is not accepted for a module that carries credentials"):
+        cfg("modules:\n  m:\n    headers: {X-Api-Key: k}\n    allowed_targets: ['*']\n    metrics: []\n")
+
+
+async def test_a_listed_module_refuses_every_other_target(make_exporter, upstreams):
+    up, other = await upstreams(), await upstreams()
+    client = await make_exporter(cfg(f"modules:\n  m:\n    allowed_targets: ['{up.url('/')}*']\n    metrics: []\n"))
+    status, _ = await probe(client, module="m", target=other.url("/doc"))
+    assert status == 403
+    status, _ = await probe(client, module="m", target=up.url("/doc"))
+    assert status == 200
+
+
 def test_plain_headers_keep_the_open_behaviour():
-    c = cfg("modules:\n  m:\n    headers: {Accept-Language: en, X-Tenant: acme}\n    metrics: []\n")
+    c = cfg(
+        "modules:\n  m:\n    headers: {Accept-Language: en, X-Tenant: acme}\n    allowed_targets: ['*']\n"
+        "    metrics: []\n"
+    )
     assert not c.modules["m"].has_credentials
 
 
@@ -222,6 +243,7 @@ async def test_redirect_loops_stop_and_post_becomes_get_on_302(make_exporter, up
       default:
         http_client_config: {follow_redirects: true}
         body: {content: '{"q": 1}'}
+        allowed_targets: ['*']
         metrics: [{name: x, path: '{.x}'}, {name: get, path: '{.method}', value_map: {GET: 1, POST: 0}}]
     """)
     )
@@ -253,9 +275,11 @@ async def test_tls_server_name_is_sent_and_verified(make_exporter, upstreams, tm
     client = await make_exporter(cfg(f"""
     modules:
       named:
+        allowed_targets: ['*']
         metrics: [{{name: x, path: '{{.x}}'}}]
         http_client_config: {{tls_config: {{ca_file: {ca_file}, server_name: horizon.internal}}}}
       unnamed:
+        allowed_targets: ['*']
         metrics: [{{name: x, path: '{{.x}}'}}]
         http_client_config: {{tls_config: {{ca_file: {ca_file}}}}}
     """))  # fmt: skip
@@ -274,9 +298,11 @@ async def test_tls_min_version_is_enforced(make_exporter, upstreams, tmp_path):
     client = await make_exporter(cfg(f"""
     modules:
       tls12:
+        allowed_targets: ['*']
         metrics: [{{name: x, path: '{{.x}}'}}]
         http_client_config: {{tls_config: {{{tls}, min_version: TLS12}}}}
       tls13:
+        allowed_targets: ['*']
         metrics: [{{name: x, path: '{{.x}}'}}]
         http_client_config: {{tls_config: {{{tls}, min_version: TLS13}}}}
     """))  # fmt: skip
@@ -286,7 +312,10 @@ async def test_tls_min_version_is_enforced(make_exporter, upstreams, tmp_path):
     # The server refuses the handshake; depending on timing the client sees a TLS alert or a reset.
     assert samples(text)[("probe_success", ())] == 0 and set(reasons(text)) <= {"tls", "connection"}
     with pytest.raises(ConfigError, match="expected one of TLS10, TLS11, TLS12, TLS13"):
-        cfg("modules:\n  m:\n    http_client_config: {tls_config: {min_version: TLS1.3}}\n    metrics: []\n")
+        cfg(
+            "modules:\n  m:\n    http_client_config: {tls_config: {min_version: TLS1.3}}\n    allowed_targets: ['*']\n"
+            "    metrics: []\n"
+        )
 
 
 # --- bounded probes and timeouts ---------------------------------------------------------------------------------
@@ -301,7 +330,10 @@ async def test_probes_beyond_the_limit_wait_then_report_busy(make_exporter, upst
         return web.json_response({"x": 1})
 
     up.routes["/hold"] = hold
-    config = cfg("probe_concurrency: 1\nmodules:\n  default:\n    metrics: [{name: x, path: '{.x}'}]\n")
+    config = cfg(
+        "probe_concurrency: 1\nmodules:\n  default:\n    allowed_targets: ['*']\n"
+        "    metrics: [{name: x, path: '{.x}'}]\n"
+    )
     client = await make_exporter(config)
     first = asyncio.create_task(probe(client, target=up.url("/hold")))
     while not up.requests:
@@ -323,7 +355,10 @@ async def test_probe_timeout_is_capped_whatever_the_header_says(make_exporter, u
 
     up.routes["/stall"] = stall
     client = await make_exporter(
-        cfg("probe_timeout_max: 0.5\nmodules:\n  default:\n    metrics: [{name: x, path: '{.x}'}]\n")
+        cfg(
+            "probe_timeout_max: 0.5\nmodules:\n  default:\n    allowed_targets: ['*']\n"
+            "    metrics: [{name: x, path: '{.x}'}]\n"
+        )
     )
     _, text = await probe(client, headers={"X-Prometheus-Scrape-Timeout-Seconds": "300"}, target=up.url("/stall"))
     assert reasons(text) == {"timeout": 1}
@@ -342,6 +377,7 @@ def test_probe_settings_are_validated():
 HOSTILE = """
 modules:
   default:
+    allowed_targets: ['*']
     metrics:
       - {name: total, path: '{.names[*].sum()}'}
       - {name: stamped, path: '{.v}', epochtimestamp: '{.ts}'}
@@ -381,6 +417,7 @@ async def test_lone_surrogates_become_replacement_characters(make_exporter, upst
 ITEMS_BY_KEY = """
 modules:
   default:
+    allowed_targets: ['*']
     metrics:
       - {name: item, type: object, path: '{.items[*]}', labels: {k: '{.k}'}, values: {v: '{.v}'}}
 """
@@ -400,7 +437,9 @@ async def test_surrogate_labels_that_render_alike_are_deduplicated_not_doubled(m
 async def test_deep_documents_walked_by_descendant_paths(make_exporter, upstreams):
     up = await upstreams()
     up.routes["/doc"] = b'{"a":' * 500 + b'{"b": 7}' + b"}" * 500
-    client = await make_exporter(cfg("modules:\n  default:\n    metrics: [{name: x, path: '{..b}'}]\n"))
+    client = await make_exporter(
+        cfg("modules:\n  default:\n    allowed_targets: ['*']\n    metrics: [{name: x, path: '{..b}'}]\n")
+    )
     status, text = await probe(client, target=up.url("/doc"))
     assert status == 200 and samples(text)[("x", ())] == 7 and samples(text)[("probe_success", ())] == 1
 
@@ -408,7 +447,10 @@ async def test_deep_documents_walked_by_descendant_paths(make_exporter, upstream
 async def test_tls_files_that_do_not_load_fail_the_load_or_the_probe_never_500(make_exporter, upstreams, tmp_path):
     ca_file = tmp_path / "ca.crt"
     ca_file.write_text("not a certificate\n")
-    text = f"modules:\n  m:\n    http_client_config: {{tls_config: {{ca_file: {ca_file}}}}}\n    metrics: []\n"
+    text = (
+        f"modules:\n  m:\n    http_client_config: {{tls_config: {{ca_file: {ca_file}}}}}\n"
+        "    allowed_targets: ['*']\n    metrics: []\n"
+    )
     with pytest.raises(ConfigError) as exc:
         cfg(text)
     assert exc.value.key == "modules.m.http_client_config.tls_config.ca_file" and str(ca_file) in str(exc.value)
@@ -436,7 +478,7 @@ def test_malformed_idna_and_java_dot_segments_are_refused(target):
 
 
 async def test_malformed_idna_target_is_400_not_500(make_exporter):
-    client = await make_exporter(cfg("modules:\n  default:\n    metrics: []\n"))
+    client = await make_exporter(cfg("modules:\n  default:\n    allowed_targets: ['*']\n    metrics: []\n"))
     assert (await probe(client, target="http://xn--api-.internal/v1/x"))[0] == 400
     with pytest.raises(ConfigError):
         cfg("modules:\n  m:\n    allowed_targets: ['https://xn--api-.internal/*']\n    metrics: []\n")
@@ -462,7 +504,8 @@ async def test_out_of_range_numbers_lose_one_metric_not_the_scrape(make_exporter
     up = await upstreams()
     up.routes["/doc"] = body
     client = await make_exporter(
-        cfg("modules:\n  default:\n    metrics: [{name: ok, path: '{.ok}'}, {name: v, path: '{.v}', "
+        cfg("modules:\n  default:\n    allowed_targets: ['*']\n"
+            "    metrics: [{name: ok, path: '{.ok}'}, {name: v, path: '{.v}', "
             "epochtimestamp: '{.ts}'}]\n")
     )  # fmt: skip
     _, text = await probe(client, target=up.url("/doc"))
@@ -473,12 +516,18 @@ async def test_a_million_errors_are_counted_not_kept(make_exporter, upstreams):
     up = await upstreams()
     up.routes["/doc"] = json.dumps({"items": [[] for _ in range(50_000)]})
     client = await make_exporter(
-        cfg("modules:\n  default:\n    metrics: [{name: i, type: object, path: '{.items[*]}', values: {v: '{.n}'}}]\n")
+        cfg(
+            "modules:\n  default:\n    allowed_targets: ['*']\n"
+            "    metrics: [{name: i, type: object, path: '{.items[*]}', values: {v: '{.n}'}}]\n"
+        )
     )
     _, text = await probe(client, target=up.url("/doc"))
     assert reasons(text) == {"missing_path": 50_000}
     from exporter.jsonexp.extract import ErrorLog, extract
 
-    module = cfg("modules:\n  m:\n    metrics: [{name: i, type: object, path: '{.items[*]}', values: {v: '{.n}'}}]\n")
+    module = cfg(
+        "modules:\n  m:\n    allowed_targets: ['*']\n"
+        "    metrics: [{name: i, type: object, path: '{.items[*]}', values: {v: '{.n}'}}]\n"
+    )
     ex = extract(module.modules["m"], {"items": [[] for _ in range(50_000)]})
     assert ex.errors.counts == {"missing_path": 50_000} and len(ex.errors) == ErrorLog.KEEP

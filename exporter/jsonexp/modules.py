@@ -1,8 +1,10 @@
 """Load json_exporter `modules:` configs into frozen dataclasses, strictly, with a few safe extensions.
 
-Unchanged json_exporter configs load as they are. Differences: unknown keys are errors naming the key; case variants
-of metric keys (`epochTimestamp`, `valueType` — json_exporter silently drops them) are applied with a warning; a
-module that carries credentials must list `allowed_targets`, so `/probe` cannot send them to any URL a caller names.
+json_exporter configs load with one line added per module. Differences: every module must list `allowed_targets`
+(without it, `/probe` is a GET proxy to anything the pod can reach; `['*']` keeps json_exporter's open behaviour,
+except for a module that carries credentials, which must name where they may go); unknown keys are errors naming the
+key; case variants of metric keys (`epochTimestamp`, `valueType` — json_exporter silently drops them) are applied
+with a warning.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ class Module:
         return bool(h.basic_auth is not None or h.authorization is not None or h.tls.cert_file or self.secret_headers)
 
     def target_allowed(self, url: URL) -> bool:
-        """No list: any target (only for modules without credentials). Else exact, `prefix*` or `~regex`,
-        compared on the normalised URL (see targets.py)."""
+        """Whether a rule admits `url`: `*`, exact, `prefix*` or `~regex`, compared on the normalised URL (see
+        targets.py). Every loaded module has rules."""
         return allowed(self.rules, url)
 
 
@@ -237,14 +239,22 @@ def _allowed_targets(r: Reader) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
 
 
 def _require_allowed_targets(r: Reader, module: Module) -> None:
-    """A module that carries credentials must say where /probe may send them."""
-    if module.has_credentials and not module.allowed_targets:
+    """Every module says where /probe may fetch; one that carries credentials names the places, not `*`."""
+    if not module.allowed_targets:
+        raise r.error(
+            "allowed_targets",
+            "required: without it /probe fetches any URL a caller names — a proxy to everything this pod can reach, "
+            "the cloud's metadata endpoint and internal services included. Add the line "
+            "`allowed_targets: ['http://orders.shop.svc/horizon/*']` naming what this module may probe "
+            "(exact URLs, `scheme://host/prefix*` or `~regex`), or `allowed_targets: ['*']` to allow any target",
+        )
+    if module.has_credentials and any(rule.kind == "any" for rule in module.rules):
         what = f"header {module.secret_headers[0]}" if module.secret_headers else "auth or a client certificate"
         raise r.error(
             "allowed_targets",
-            f"required: this module carries credentials ({what}), and without a list /probe would send them to "
-            "any target a caller names. Headers count as credentials when their name says so (auth, token, key, "
-            "secret, cookie, session…) or their value comes from ${ENV}",
+            f"'*' is not accepted for a module that carries credentials ({what}): /probe would send them to any "
+            "target a caller names. List the targets. Headers count as credentials when their name says so (auth, "
+            "token, key, secret, cookie, session…) or their value comes from ${ENV}",
         )
 
 

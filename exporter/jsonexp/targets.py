@@ -40,7 +40,7 @@ def normalise(text: str) -> URL:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One `allowed_targets` entry: `exact` URL, `prefix` (origin plus path prefix) or `regex`."""
+    """One `allowed_targets` entry: `exact` URL, `prefix` (origin plus path prefix), `regex`, or `any` (`*`)."""
 
     kind: str
     text: str
@@ -52,6 +52,8 @@ class Rule:
 
     def admits(self, url: URL) -> bool:
         """Whether the normalised `url` is allowed by this rule."""
+        if self.kind == "any":
+            return True
         if self.kind == "regex":
             assert self.pattern is not None
             # An encoded / or \ could be decoded by the upstream into a path the regex did not mean to allow.
@@ -67,6 +69,8 @@ class Rule:
 
 def parse_rule(text: str) -> Rule:
     """Compile one entry; `TargetError` for a regex that does not compile or a prefix without an origin."""
+    if text == "*":  # any http(s) URL: json_exporter's behaviour, asked for explicitly
+        return Rule("any", text)
     if text.startswith("~"):
         try:
             return Rule("regex", text, pattern=re.compile(text[1:]))
@@ -87,5 +91,5 @@ def parse_rule(text: str) -> Rule:
 
 
 def allowed(rules: tuple[Rule, ...], url: URL) -> bool:
-    """No rules: any URL (only modules without credentials have none). Else any rule admitting `url`."""
-    return not rules or any(rule.admits(url) for rule in rules)
+    """Whether a rule admits `url`; no rules admit nothing (closed by default)."""
+    return any(rule.admits(url) for rule in rules)
