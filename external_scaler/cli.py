@@ -15,6 +15,7 @@ from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
 from .source import Source
+from .tenants import TenantsError, TenantsFile
 from .tls import TLSFiles
 
 log = logging.getLogger("horizon_keda.scaler")
@@ -31,6 +32,12 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--tls-cert", "HORIZON_SCALER_TLS_CERT", None, "server certificate (PEM); enables TLS"),
     ("--tls-key", "HORIZON_SCALER_TLS_KEY", None, "server private key (PEM)"),
     ("--tls-client-ca", "HORIZON_SCALER_TLS_CLIENT_CA", None, "CA bundle; requires client certificates (mTLS)"),
+    (
+        "--tenants",
+        "HORIZON_SCALER_TENANTS",
+        None,
+        "YAML: which ScaledObject namespaces may read which microservices (reloaded on change; docs/scaler.md)",
+    ),
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
 )
 _NUMBERS = ("prometheus_interval", "max_staleness", "heartbeat", "grace")
@@ -81,7 +88,17 @@ def make_source(args: argparse.Namespace) -> Source:
 async def serve(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     tls = TLSFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
-    server = ScalerServer(make_source(args), args.listen, tls=tls, heartbeat=args.heartbeat)
+    tenants = None
+    if args.tenants:
+        try:
+            tenants = TenantsFile(args.tenants)
+        except TenantsError as exc:
+            log.error("--tenants: %s", exc)
+            return 2
+        log.info("tenancy on: %d namespaces in %s", len(tenants.current.by_namespace), args.tenants)
+    else:
+        log.warning("tenancy is off: any ScaledObject may read any microservice (see --tenants)")
+    server = ScalerServer(make_source(args), args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants)
     try:
         port = await server.start()
     except (RuntimeError, OSError) as exc:

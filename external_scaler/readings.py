@@ -19,6 +19,10 @@ class NotFound(Exception):
     """The trigger names a microservice or queue the source does not know; KEDA gets NOT_FOUND."""
 
 
+class UnknownMicroservice(NotFound):
+    """The microservice itself is unknown (its message lists the known ones, which tenancy hides)."""
+
+
 _MEMO_LIMIT = 1024
 
 
@@ -102,7 +106,7 @@ def locate(view: ExporterView, trigger: Trigger) -> Located:
     entry = view.microservices.get(trigger.microservice)
     if entry is None:
         known = ", ".join(sorted(view.microservices)) or "none"
-        return Located(None, failure=(NotFound, f"unknown microservice {trigger.microservice!r} "
+        return Located(None, failure=(UnknownMicroservice, f"unknown microservice {trigger.microservice!r} "
                                                 f"(the exporter reports: {known})"))  # fmt: skip
     raw = entry.get("fetched_at")
     if raw is None:

@@ -14,6 +14,7 @@ from ._proto import externalscaler_pb2 as pb
 from ._proto import externalscaler_pb2_grpc as pb_grpc
 from .servicer import ScalerServicer
 from .source import Source
+from .tenants import TenantsFile
 from .tls import ReloadingCredentials, TLSFiles
 
 log = logging.getLogger("horizon_keda.scaler")
@@ -26,11 +27,19 @@ SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 class ScalerServer:
     """Owns the source, the grpc server and the health watcher; `start` then `stop` (graceful)."""
 
-    def __init__(self, source: Source, listen: str, *, tls: TLSFiles | None = None, heartbeat: float = 5.0) -> None:
+    def __init__(
+        self,
+        source: Source,
+        listen: str,
+        *,
+        tls: TLSFiles | None = None,
+        heartbeat: float = 5.0,
+        tenants: TenantsFile | None = None,
+    ) -> None:
         self.source = source
         self.listen = listen
         self.tls = ReloadingCredentials(tls) if tls is not None else None
-        self.servicer = ScalerServicer(source, heartbeat=heartbeat)
+        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None

@@ -14,8 +14,9 @@ from ._proto import externalscaler_pb2 as pb
 from ._proto import externalscaler_pb2_grpc as pb_grpc
 from .hpa import legacy_int, reached_replicas, report
 from .metadata import MetadataError, Trigger, parse_metadata
-from .readings import NotFound, Unavailable
+from .readings import NotFound, Unavailable, UnknownMicroservice
 from .source import Source
+from .tenants import TenantsFile
 
 log = logging.getLogger("horizon_keda.scaler")
 
@@ -50,9 +51,10 @@ class DecisionLog:
 class ScalerServicer(pb_grpc.ExternalScalerServicer):
     """IsActive / StreamIsActive / GetMetricSpec / GetMetrics over one Source."""
 
-    def __init__(self, source: Source, *, heartbeat: float = 5.0) -> None:
+    def __init__(self, source: Source, *, heartbeat: float = 5.0, tenants: TenantsFile | None = None) -> None:
         self.source = source
         self.heartbeat = heartbeat
+        self.tenants = tenants
         self.open_streams = 0
         self.decisions = DecisionLog()
         self._stopping = False
@@ -86,12 +88,22 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         parsed = self._parse(ref)
         if isinstance(parsed, MetadataError):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {parsed}")
+        if self.tenants is not None and not self.tenants.policy(time.monotonic()).allows(
+            ref.namespace, parsed.microservice
+        ):
+            # Decided before any lookup: the same answer whether the microservice exists or not.
+            message = f"namespace {ref.namespace!r} may not read microservice {parsed.microservice!r} (tenants policy)"
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{_who(ref)}: {message}")
         return parsed
 
     async def _read_failed(
         self, ref: pb.ScaledObjectRef, trigger: Trigger, exc: Exception, context: grpc.aio.ServicerContext
     ) -> NoReturn:
         """Turn a failed `source.read` into the status KEDA sees."""
+        if isinstance(exc, UnknownMicroservice) and self.tenants is not None:
+            # Its usual message lists every microservice the exporter reports: other tenants' names.
+            message = f"unknown microservice {trigger.microservice!r}"
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {message}")
         if isinstance(exc, NotFound):
             await _abort(context, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {exc}")
         if isinstance(exc, Unavailable):
