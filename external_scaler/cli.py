@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
+from .audit import AuditLog
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
@@ -37,6 +38,12 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
         "HORIZON_SCALER_TENANTS",
         None,
         "YAML: which ScaledObject namespaces may read which microservices (reloaded on change; docs/scaler.md)",
+    ),
+    (
+        "--audit-log",
+        "HORIZON_SCALER_AUDIT_LOG",
+        None,
+        "JSON lines of every decision change and refused call to this file, or - for stdout (docs/scaler.md)",
     ),
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
 )
@@ -98,7 +105,15 @@ async def serve(args: argparse.Namespace) -> int:
         log.info("tenancy on: %d namespaces in %s", len(tenants.current.by_namespace), args.tenants)
     else:
         log.warning("tenancy is off: any ScaledObject may read any microservice (see --tenants)")
-    server = ScalerServer(make_source(args), args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants)
+    audit = None
+    if args.audit_log:
+        try:
+            audit = AuditLog.open(args.audit_log)
+        except OSError as exc:
+            log.error("--audit-log: cannot open %s: %s", args.audit_log, exc.strerror)
+            return 2
+    server = ScalerServer(make_source(args), args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants,
+                          audit=audit)  # fmt: skip
     try:
         port = await server.start()
     except (RuntimeError, OSError) as exc:
@@ -114,6 +129,8 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("signal received: ending streams and finishing in-flight calls (grace %gs)", args.grace)
     await server.stop(args.grace)
+    if audit is not None:
+        audit.close()
     return 0
 
 

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ._proto import externalscaler_pb2 as pb
 from ._proto import externalscaler_pb2_grpc as pb_grpc
+from .audit import AuditLog
 from .servicer import ScalerServicer
 from .source import Source
 from .tenants import TenantsFile
@@ -35,11 +36,12 @@ class ScalerServer:
         tls: TLSFiles | None = None,
         heartbeat: float = 5.0,
         tenants: TenantsFile | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.source = source
         self.listen = listen
         self.tls = ReloadingCredentials(tls) if tls is not None else None
-        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants)
+        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants, audit=audit)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None

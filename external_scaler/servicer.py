@@ -12,6 +12,7 @@ import grpc
 
 from ._proto import externalscaler_pb2 as pb
 from ._proto import externalscaler_pb2_grpc as pb_grpc
+from .audit import AuditLog
 from .hpa import legacy_int, reached_replicas, report
 from .metadata import MetadataError, Trigger, parse_metadata
 from .readings import NotFound, Unavailable, UnknownMicroservice
@@ -51,10 +52,18 @@ class DecisionLog:
 class ScalerServicer(pb_grpc.ExternalScalerServicer):
     """IsActive / StreamIsActive / GetMetricSpec / GetMetrics over one Source."""
 
-    def __init__(self, source: Source, *, heartbeat: float = 5.0, tenants: TenantsFile | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        heartbeat: float = 5.0,
+        tenants: TenantsFile | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.source = source
         self.heartbeat = heartbeat
         self.tenants = tenants
+        self.audit = audit
         self.open_streams = 0
         self.decisions = DecisionLog()
         self._stopping = False
@@ -84,36 +93,46 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         cache[key] = parsed  # (re)inserted last: the dict's order is the LRU order
         return parsed
 
-    async def _trigger(self, ref: pb.ScaledObjectRef, context: grpc.aio.ServicerContext) -> Trigger:
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, rpc: str, ref: pb.ScaledObjectRef, code: grpc.StatusCode, message: str
+    ) -> NoReturn:
+        """Answer with an error status, and say so in the audit trail."""
+        if self.audit is not None:
+            self.audit.refused(ref.namespace, ref.name, rpc, code.name, message)
+        await _abort(context, code, message)
+
+    async def _trigger(self, ref: pb.ScaledObjectRef, context: grpc.aio.ServicerContext, rpc: str) -> Trigger:
         parsed = self._parse(ref)
         if isinstance(parsed, MetadataError):
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {parsed}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {parsed}")
         if self.tenants is not None and not self.tenants.policy(time.monotonic()).allows(
             ref.namespace, parsed.microservice
         ):
             # Decided before any lookup: the same answer whether the microservice exists or not.
             message = f"namespace {ref.namespace!r} may not read microservice {parsed.microservice!r} (tenants policy)"
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{_who(ref)}: {message}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.PERMISSION_DENIED, f"{_who(ref)}: {message}")
         return parsed
 
     async def _read_failed(
-        self, ref: pb.ScaledObjectRef, trigger: Trigger, exc: Exception, context: grpc.aio.ServicerContext
+        self, ref: pb.ScaledObjectRef, trigger: Trigger, exc: Exception, context: grpc.aio.ServicerContext, rpc: str
     ) -> NoReturn:
         """Turn a failed `source.read` into the status KEDA sees."""
         if isinstance(exc, UnknownMicroservice) and self.tenants is not None:
             # Its usual message lists every microservice the exporter reports: other tenants' names.
             message = f"unknown microservice {trigger.microservice!r}"
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {message}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {message}")
         if isinstance(exc, NotFound):
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {exc}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {exc}")
         if isinstance(exc, Unavailable):
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"{_who(ref)}: {exc}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.UNAVAILABLE, f"{_who(ref)}: {exc}")
         # A bug must still reach KEDA as a status, never as UNKNOWN.
         log.error("%s: reading %s failed", _who(ref), trigger.metric_name, exc_info=exc)
-        await _abort(context, grpc.StatusCode.INTERNAL, f"{_who(ref)}: internal error: {exc}")
+        await self._refuse(context, rpc, ref, grpc.StatusCode.INTERNAL, f"{_who(ref)}: internal error: {exc}")
 
-    def _active(self, trigger: Trigger, value: float) -> bool:
+    def _active(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float) -> bool:
         active = value > trigger.activation_threshold
+        if self.audit is not None:
+            self.audit.decision(ref.namespace, ref.name, trigger, "active", value, active)
         if self.decisions.changed(trigger, "active", active):
             sign, word = (">", "active") if active else ("≤", "inactive")
             self.decisions.log(
@@ -123,8 +142,10 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
             )  # fmt: skip
         return active
 
-    def _scale(self, trigger: Trigger, value: float) -> None:
+    def _scale(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float) -> None:
         wanted = reached_replicas(value, trigger.threshold)
+        if self.audit is not None:
+            self.audit.decision(ref.namespace, ref.name, trigger, "scale", value, wanted)
         if self.decisions.changed(trigger, "scale", wanted):
             reached = (wanted - 1) * trigger.threshold
             relation = f"≥ {_fmt(reached)}" if wanted > 1 else f"< {_fmt(trigger.threshold)}"
@@ -137,17 +158,17 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
     # -- RPCs ----------------------------------------------------------------------------------------------
 
     async def IsActive(self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext) -> pb.IsActiveResponse:
-        trigger = await self._trigger(request, context)
+        trigger = await self._trigger(request, context, "IsActive")
         try:
             value = await self.source.read(trigger)
         except Exception as exc:
-            await self._read_failed(request, trigger, exc, context)
-        return pb.IsActiveResponse(result=self._active(trigger, value))
+            await self._read_failed(request, trigger, exc, context, "IsActive")
+        return pb.IsActiveResponse(result=self._active(request, trigger, value))
 
     async def StreamIsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.IsActiveResponse]:
-        trigger = await self._trigger(request, context)
+        trigger = await self._trigger(request, context, "StreamIsActive")
         changes = self.source.changes
         self.open_streams += 1
         try:
@@ -156,7 +177,7 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
             while not self._stopping:
                 version = changes.version
                 try:
-                    active: bool | None = self._active(trigger, await self.source.read(trigger))
+                    active: bool | None = self._active(request, trigger, await self.source.read(trigger))
                 except (NotFound, Unavailable):
                     active = None  # say nothing rather than a guess; IsActive/GetMetrics report the error
                 now = time.monotonic()
@@ -171,7 +192,7 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
     async def GetMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricSpecResponse:
-        trigger = await self._trigger(request, context)
+        trigger = await self._trigger(request, context, "GetMetricSpec")
         target = report(0.0, trigger.threshold, trigger.mode).target
         spec = pb.MetricSpec(metricName=trigger.metric_name, targetSize=max(1, legacy_int(target)),
                              targetSizeFloat=target)  # fmt: skip
@@ -181,18 +202,18 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
         ref = request.scaledObjectRef
-        trigger = await self._trigger(ref, context)
+        trigger = await self._trigger(ref, context, "GetMetrics")
         asked = request.metricName
         # KEDA < 2.7 sent `s0-`-prefixed names and ≤ 2.11 lowercased them; both still mean our one metric.
         if asked != trigger.metric_name and _INDEX_PREFIX.sub("", asked.lower()) != trigger.metric_name:
-            await _abort(context, grpc.StatusCode.NOT_FOUND,
-                         f"{_who(ref)}: metric {asked!r} is not served for this trigger; "
-                         f"GetMetricSpec advertises {trigger.metric_name!r}")  # fmt: skip
+            await self._refuse(context, "GetMetrics", ref, grpc.StatusCode.NOT_FOUND,
+                               f"{_who(ref)}: metric {asked!r} is not served for this trigger; "
+                               f"GetMetricSpec advertises {trigger.metric_name!r}")  # fmt: skip
         try:
             value = await self.source.read(trigger)
         except Exception as exc:
-            await self._read_failed(ref, trigger, exc, context)
-        self._scale(trigger, value)
+            await self._read_failed(ref, trigger, exc, context, "GetMetrics")
+        self._scale(ref, trigger, value)
         reported = report(value, trigger.threshold, trigger.mode).value
         response = pb.GetMetricsResponse()
         # `add` builds the element in place: half the cost of constructing a MetricValue and copying it in.
@@ -203,7 +224,8 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
     async def StreamMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
-        await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec: targets are static; use GetMetricSpec")
+        await self._refuse(context, "StreamMetricSpec", request, grpc.StatusCode.UNIMPLEMENTED,
+                           "StreamMetricSpec: targets are static; use GetMetricSpec")  # fmt: skip
         yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this an async generator
 
 
