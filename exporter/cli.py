@@ -16,6 +16,7 @@ from . import __version__
 from .app import create_app
 from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_from_flag, validate
 from .gcpause import tune_collector
+from .logfmt import LOG_FORMATS, configure_logging
 from .mapping import Fixed
 from .yamlreader import ConfigError
 
@@ -64,13 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Horizon base URL for one microservice; repeat for more (added to the file's targets)",
     )  # fmt: skip
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json: one JSON object per line")
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary, exit")
     p.add_argument("--version", action="version", version=f"horizon-exporter {__version__}")
     return p
 
 
 def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    for name in ("config", "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "log_level"):
+    for name in ("config", "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "log_level",
+                 "log_format"):  # fmt: skip
         if getattr(args, name) is None:
             raw = env.get(ENV_PREFIX + name.upper())
             if raw:
@@ -79,13 +82,14 @@ def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
                         setattr(args, name, float(raw))
                     except ValueError:
                         raise ConfigError(ENV_PREFIX + name.upper(), "", f"expected a number, got {raw!r}") from None
-                elif name == "log_level":
+                elif name in ("log_level", "log_format"):
                     # argparse checks the flag's choices; the variable is checked here, as one line, not a traceback.
-                    if raw.lower() not in LOG_LEVELS:
+                    choices = LOG_LEVELS if name == "log_level" else LOG_FORMATS
+                    if raw.lower() not in choices:
                         raise ConfigError(
-                            ENV_PREFIX + "LOG_LEVEL", "", f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}"
+                            ENV_PREFIX + name.upper(), "", f"expected one of {', '.join(choices)}, got {raw!r}"
                         )
-                    args.log_level = raw.lower()
+                    setattr(args, name, raw.lower())
                 else:
                     setattr(args, name, raw)
 
@@ -144,10 +148,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.check_config:
         print(_summary(config))
         return 0
-    logging.basicConfig(
-        level=(args.log_level or "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(args.log_level or "info", args.log_format or "text")
     for warning in config.warnings:
         logging.getLogger("horizon_keda").warning("%s", warning)
     host, port = config.host_port

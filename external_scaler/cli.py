@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
+from .logfmt import LOG_FORMATS, configure_logging
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
@@ -46,6 +47,7 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
         "JSON lines of every decision change and refused call to this file, or - for stdout (docs/scaler.md)",
     ),
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
+    ("--log-format", "HORIZON_SCALER_LOG_FORMAT", "text", "text or json (one JSON object per line)"),
 )
 _NUMBERS = ("prometheus_interval", "max_staleness", "heartbeat", "grace")
 
@@ -83,6 +85,8 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         parser.error("--tls-client-ca: needs --tls-cert and --tls-key too")
     if args.log_level.lower() not in ("debug", "info", "warning", "error"):
         parser.error(f"--log-level: expected debug, info, warning or error, got {args.log_level!r}")
+    if args.log_format.lower() not in LOG_FORMATS:
+        parser.error(f"--log-format: expected text or json, got {args.log_format!r}")
     return args
 
 
@@ -136,7 +140,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv, os.environ)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level, args.log_format.lower())
     with asyncio.Runner(loop_factory=lambda: new_event_loop(os.environ)) as runner:
         return runner.run(serve(args))
 
