@@ -120,6 +120,15 @@ def expire(state: TargetState, now: float, stale_after: float) -> TargetState:
     return replace(state, stats=None, masters={}, microservices={})
 
 
+def contributed(state: TargetState) -> tuple[str, ...]:
+    """The microservice names a target puts in the snapshot: its fixed one (values or not) and every mapped one."""
+    names = tuple(state.microservices)
+    fixed = state.fixed_microservice
+    if fixed is not None and fixed not in state.microservices:
+        return (fixed, *names)
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class MicroserviceEntry:
     """One microservice as readers see it: its target's health and, when known, its values."""
@@ -130,6 +139,19 @@ class MicroserviceEntry:
     stale: bool
     fetched_at: float | None
     values: MicroserviceValues | None
+
+
+def _entry(target: TargetState, name: str) -> MicroserviceEntry:
+    """A microservice as readers see it: `up`, `stale` and `fetched_at` follow its target (docs/snapshot-api.md)."""
+    values = target.microservices.get(name)
+    return MicroserviceEntry(
+        name=name,
+        target=target.name,
+        up=target.up,
+        stale=target.stale and values is not None,
+        fetched_at=target.last_success_at if values is not None else None,
+        values=values,
+    )
 
 
 @dataclass(frozen=True)
@@ -154,38 +176,15 @@ class Snapshot:
         """Microservices of all targets; when two targets name the same one, the first in config order wins."""
         out: dict[str, MicroserviceEntry] = {}
         for target in self.targets.values():
-            names = list(target.microservices)
-            if target.fixed_microservice is not None and target.fixed_microservice not in target.microservices:
-                names.insert(0, target.fixed_microservice)
-            for name in names:
-                if name in out:
-                    continue
-                values = target.microservices.get(name)
-                out[name] = MicroserviceEntry(
-                    name=name,
-                    target=target.name,
-                    up=target.up,
-                    stale=target.stale and values is not None,
-                    fetched_at=target.last_success_at if values is not None else None,
-                    values=values,
-                )
+            for name in contributed(target):
+                if name not in out:
+                    out[name] = _entry(target, name)
         return MappingProxyType(out)
 
     def entry(self, name: str) -> MicroserviceEntry | None:
         """One microservice's entry (as in `microservices`) without building the whole view."""
         owners = self.owners.get(name)
-        if not owners:
-            return None
-        target = self.targets[owners[0]]
-        values = target.microservices.get(name)
-        return MicroserviceEntry(
-            name=name,
-            target=target.name,
-            up=target.up,
-            stale=target.stale and values is not None,
-            fetched_at=target.last_success_at if values is not None else None,
-            values=values,
-        )
+        return _entry(self.targets[owners[0]], name) if owners else None
 
     @cached_property
     def duplicate_microservices(self) -> tuple[str, ...]:

@@ -16,19 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .snapshot import Snapshot, TargetState
+from .snapshot import Snapshot, TargetState, contributed
 
 COALESCE_SECONDS = 0.005
 HISTORY = 100_000  # change-log entries kept (a target or microservice name each); older deltas become full
-
-
-def contributed(state: TargetState) -> tuple[str, ...]:
-    """The microservice names a target puts in the snapshot: its fixed one (values or not) and every mapped one."""
-    names = tuple(state.microservices)
-    fixed = state.fixed_microservice
-    if fixed is not None and fixed not in state.microservices:
-        return (fixed, *names)
-    return names
 
 
 def only_fresher(old: TargetState, new: TargetState) -> bool:
