@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import os
@@ -16,8 +15,8 @@ from . import __version__
 from .app import create_app
 from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_from_flag, validate
 from .gcpause import tune_collector
-from .logfmt import LOG_FORMATS, configure_logging
 from .mapping import Fixed
+from .process import LOG_FORMATS, configure_logging, new_event_loop
 from .yamlreader import ConfigError
 
 ENV_PREFIX = "HORIZON_EXPORTER_"
@@ -159,19 +158,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env))
     web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop)
     return 0
-
-
-def new_event_loop(env: Mapping[str, str]) -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (it cuts the polling's CPU; see README), unless
-    HORIZON_KEDA_EVENT_LOOP=asyncio asks for the standard one."""
-    if env.get("HORIZON_KEDA_EVENT_LOOP", "uvloop") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
-from .logfmt import LOG_FORMATS, configure_logging
+from .process import LOG_FORMATS, configure_logging, new_event_loop
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
@@ -143,19 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format.lower())
     with asyncio.Runner(loop_factory=lambda: new_event_loop(os.environ)) as runner:
         return runner.run(serve(args))
-
-
-def new_event_loop(env: Mapping[str, str]) -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed, unless HORIZON_KEDA_EVENT_LOOP=asyncio asks for the standard one.
-    (The exporter has the same switch; the scaler knows the exporter only by its HTTP contract.)"""
-    if env.get("HORIZON_KEDA_EVENT_LOOP", "uvloop") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 if __name__ == "__main__":

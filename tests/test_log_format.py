@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import build_parser, main, resolve_config
-from exporter.logfmt import JsonFormatter
+from exporter.process import JsonFormatter
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
