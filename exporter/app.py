@@ -25,6 +25,7 @@ from .poller import Poller, initial_states
 from .reload import ConfigReloader
 from .snapshot_json import delta_document, snapshot_document
 from .store import SnapshotStore
+from .webguard import WebGuard
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", SnapshotStore)
@@ -35,6 +36,7 @@ SNAPSHOT_SERVED = web.AppKey("snapshot_served", Counter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 PROBER = web.AppKey("prober", Prober)
 MODULES = web.AppKey("modules", ConfigReloader)
+GUARD = web.AppKey("guard", WebGuard)
 
 LONG_POLL_DEFAULT = 30.0
 LONG_POLL_MAX = 60.0
@@ -71,6 +73,8 @@ async def _readyz(request: web.Request) -> web.Response:
     if snap.ready:
         return web.Response(text="ready\n")
     waiting = [name for name, t in snap.targets.items() if t.attempts == 0]
+    if request.app[GUARD].protects:  # reachable without credentials: say how many, not which
+        return web.Response(status=503, text=f"waiting for the first poll of {len(waiting)} target(s)\n")
     return web.Response(status=503, text=f"waiting for the first poll of: {', '.join(waiting)}\n")
 
 
@@ -157,18 +161,24 @@ def create_app(
     clock: Callable[[], float] = time.time,
     start_poller: bool = True,
     load: Callable[[], Config] | None = None,
+    guard: WebGuard | None = None,
 ) -> web.Application:
     """Build the exporter application for `config`; the poller starts with the app and stops with it.
 
     `registry` holds extra collectors to serve on /metrics beside the `horizon_*` families, which come from the
     snapshot store directly (see collector.py). `load` re-reads the configuration on a reload (SIGHUP or a changed
-    file) the way the process was started; by default the config file alone.
+    file) the way the process was started; by default the config file alone. `guard` applies the web config
+    (--web-config-file: basic auth, headers, rate limit; its TLS context goes to the listener); default: none.
     """
-    app = web.Application()
+    guard = guard if guard is not None else WebGuard(None)
+    app = web.Application(middlewares=[guard.middleware])
+    app.on_response_prepare.append(guard.add_headers)
+    app[GUARD] = guard
     store = SnapshotStore(initial_states(config), clock)
     registry = registry if registry is not None else CollectorRegistry()
     reloader = ConfigReloader(None if config.source == "flags" else config.source, config, load=load)
     registry.register(reloader)
+    registry.register(guard)
     app[CONFIG] = config
     app[STORE] = store
     app[MODULES] = reloader

@@ -17,6 +17,8 @@ from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_fr
 from .gcpause import tune_collector
 from .mapping import Fixed
 from .process import LOG_FORMATS, configure_logging, new_event_loop
+from .webconfig import WebConfig, load_web_config
+from .webguard import WebGuard, describe
 from .yamlreader import ConfigError
 
 ENV_PREFIX = "HORIZON_EXPORTER_"
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config file: targets and/or json_exporter modules (env: HORIZON_EXPORTER_CONFIG)",
     )  # fmt: skip
     p.add_argument("--listen", metavar="HOST:PORT", help=f"where to serve (default {DEFAULT_LISTEN})")
+    p.add_argument(
+        "--web-config-file", "--web.config.file", metavar="FILE",
+        help="Prometheus exporter web config: TLS, basic auth, headers; re-read when it or its certificates change "
+        "(env: HORIZON_EXPORTER_WEB_CONFIG; README 'Security')",
+    )  # fmt: skip
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="poll every target this often (default 1)")
     p.add_argument(
         "--stats-interval", type=float, metavar="SECONDS",
@@ -71,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    if args.web_config_file is None and env.get(ENV_PREFIX + "WEB_CONFIG"):
+        args.web_config_file = env[ENV_PREFIX + "WEB_CONFIG"]
     for name in ("config", "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "log_level",
                  "log_format"):  # fmt: skip
         if getattr(args, name) is None:
@@ -119,8 +128,10 @@ def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     return validate(dataclasses.replace(config, **changes))  # type: ignore[arg-type]
 
 
-def _summary(config: Config) -> str:
+def _summary(config: Config, web_config: WebConfig | None) -> str:
     lines = [f"config OK ({config.source}): listen {config.listen}, poll every {config.poll_interval:g}s"]
+    if web_config is not None:
+        lines.append(f"  web config {web_config.source}: {describe(web_config)}")
     lines += [f"  warning: {w}" for w in config.warnings]
     for name, module in config.modules.items():
         allowed = f"allowed targets: {', '.join(module.allowed_targets)}" if module.allowed_targets else "any target"
@@ -141,22 +152,26 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     try:
         config = resolve_config(args, env)
+        web_config, context = load_web_config(args.web_config_file) if args.web_config_file else (None, None)
     except ConfigError as exc:
         print(f"horizon-exporter: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(_summary(config))
+        print(_summary(config, web_config))
         return 0
     configure_logging(args.log_level or "info", args.log_format or "text")
     for warning in config.warnings:
         logging.getLogger("horizon_keda").warning("%s", warning)
     host, port = config.host_port
-    logging.getLogger("horizon_keda").info("serving on http://%s:%d/ with %d targets", host, port, len(config.targets))
+    guard = WebGuard(args.web_config_file, web_config, context)
+    scheme = "https" if guard.ssl_context is not None else "http"
+    logging.getLogger("horizon_keda").info("serving on %s://%s:%d/ with %d targets (%s)", scheme, host, port,
+                                           len(config.targets), describe(guard.config))  # fmt: skip
     tune_collector()
     loop = new_event_loop(os.environ)
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
-    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env))
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop)
+    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env), guard=guard)
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop, ssl_context=guard.ssl_context)
     return 0
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
+from .exporter_auth import ExporterAuth, ExporterAuthError, ExporterCredentials
 from .process import LOG_FORMATS, configure_logging, new_event_loop
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
@@ -26,6 +27,16 @@ log = logging.getLogger("horizon_keda.scaler")
 FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--listen", "HORIZON_SCALER_LISTEN", "0.0.0.0:6000", "gRPC address KEDA connects to (scalerAddress)"),
     ("--exporter", "HORIZON_SCALER_EXPORTER", "http://127.0.0.1:9108", "the exporter's base URL (sidecar source)"),
+    ("--exporter-ca", "HORIZON_SCALER_EXPORTER_CA", None, "CA bundle that signs an https exporter's certificate"),
+    ("--exporter-cert", "HORIZON_SCALER_EXPORTER_CERT", None, "client certificate for an exporter that asks for one"),
+    ("--exporter-key", "HORIZON_SCALER_EXPORTER_KEY", None, "its private key (PEM file)"),
+    ("--exporter-username", "HORIZON_SCALER_EXPORTER_USERNAME", None, "basic auth user for a protected exporter"),
+    (
+        "--exporter-password-file",
+        "HORIZON_SCALER_EXPORTER_PASSWORD_FILE",
+        None,
+        "file holding that user's password (never a flag value; re-read when it changes)",
+    ),
     ("--prometheus", "HORIZON_SCALER_PROMETHEUS", None, "Prometheus base URL; when set, replaces --exporter"),
     ("--prometheus-interval", "HORIZON_SCALER_PROMETHEUS_INTERVAL", "5", "seconds between Prometheus re-evaluations"),
     ("--max-staleness", "HORIZON_SCALER_MAX_STALENESS", "10", "seconds before data counts as stale → UNAVAILABLE"),
@@ -79,6 +90,12 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         url = getattr(args, name)
         if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
             parser.error(f"--{name}: expected an http(s) URL, got {url!r}")
+    if (args.exporter_cert is None) != (args.exporter_key is None):
+        parser.error("--exporter-cert and --exporter-key: expected both or neither")
+    if args.exporter_password_file is not None and args.exporter_username is None:
+        parser.error("--exporter-password-file: needs --exporter-username too")
+    if (args.exporter_ca or args.exporter_cert) and urlsplit(args.exporter).scheme != "https":
+        parser.error(f"--exporter-ca/--exporter-cert: the exporter URL must be https://, got {args.exporter!r}")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key: expected both or neither")
     if args.tls_client_ca is not None and args.tls_cert is None:
@@ -91,9 +108,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
 
 
 def make_source(args: argparse.Namespace) -> Source:
+    """The source the flags ask for; `ExporterAuthError` when an --exporter-* credential file does not load."""
     if args.prometheus:
         return PrometheusSource(args.prometheus, args.max_staleness, interval=args.prometheus_interval)
-    return SnapshotSource(args.exporter, args.max_staleness)
+    auth = ExporterAuth(args.exporter_ca, args.exporter_cert, args.exporter_key, args.exporter_username,
+                        args.exporter_password_file)  # fmt: skip
+    credentials = ExporterCredentials(auth) if auth != ExporterAuth() else None
+    return SnapshotSource(args.exporter, args.max_staleness, credentials=credentials)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -116,7 +137,12 @@ async def serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.error("--audit-log: cannot open %s: %s", args.audit_log, exc.strerror)
             return 2
-    server = ScalerServer(make_source(args), args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants,
+    try:
+        source = make_source(args)
+    except ExporterAuthError as exc:
+        log.error("%s", exc)
+        return 2
+    server = ScalerServer(source, args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants,
                           audit=audit)  # fmt: skip
     try:
         port = await server.start()

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from .exporter_auth import ExporterCredentials
 from .feed import Feed, OutOfStep
 from .metadata import Trigger
 from .readings import ExporterView, Located, Unavailable, read_value
@@ -57,8 +58,11 @@ class SnapshotSource(Source):
         backoff_max: float = 5.0,
         max_body_bytes: int = MAX_BODY_BYTES,
         min_gap: float = 0.05,
+        credentials: ExporterCredentials | None = None,
     ) -> None:
+        """`credentials`: TLS trust, client certificate and basic auth for a protected exporter (re-read on change)."""
         super().__init__()
+        self.credentials = credentials
         self.url = exporter_url.rstrip("/") + "/api/v1/snapshot"
         self.max_staleness = max_staleness
         self.max_body_bytes = max_body_bytes
@@ -127,7 +131,14 @@ class SnapshotSource(Source):
             if feed.can_follow_deltas:
                 params.update(since=str(feed.revision), instance=str(feed.instance))
         timeout = aiohttp.ClientTimeout(total=wait + 5.0, connect=2.0)
-        async with self._session.get(self.url, params=params, timeout=timeout) as resp:
+        kwargs: dict[str, Any] = {}
+        if self.credentials is not None:
+            self.credentials.refresh()  # a rotated password or certificate applies to the next request
+            kwargs = {"headers": self.credentials.headers, "ssl": self.credentials.ssl}
+        async with self._session.get(self.url, params=params, timeout=timeout, **kwargs) as resp:
+            if resp.status == 401:
+                raise ValueError("HTTP 401 from the snapshot API: the exporter wants credentials these are not "
+                                 "(--exporter-username, --exporter-password-file)")  # fmt: skip
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status} from the snapshot API")
             if resp.content_type != "application/json":
@@ -161,7 +172,7 @@ class SnapshotSource(Source):
                 log.info("exporter %s: %s; asking for the full snapshot", self.url, exc)
                 self._feed = None
                 continue
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ExporterAuthError is a ValueError
                 reason = str(exc) or type(exc).__name__
                 if self._error is None:
                     log.warning("exporter %s unreachable: %s; retrying with backoff", self.url, reason)

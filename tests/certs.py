@@ -52,7 +52,7 @@ class CA:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, common_name: str, *, server: bool = True, names: tuple[str, ...] | None = None) -> Pem:
-        """A leaf for `common_name`; servers get SANs for `names` (default: localhost and 127.0.0.1)."""
+        """A leaf for `common_name` with SANs `names` (servers by default: localhost and 127.0.0.1)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
@@ -68,7 +68,7 @@ class CA:
                 critical=False,
             )
         )
-        if server:
+        if server or names is not None:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
                     [x509.DNSName(n) for n in names]

@@ -3,6 +3,7 @@ another exception, and a valid input gives values (round-trips where the format 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -16,6 +17,8 @@ from exporter.horizon import HorizonReading, SchemaError, parse_masters, parse_s
 from exporter.jsonexp.path import PathError, compile_template
 from exporter.jsonexp.targets import TargetError, normalise, parse_rule
 from exporter.mapping import Fixed, Mapper, Pattern, map_reading
+from exporter.webconfig import HEADERS, parse_duration, parse_web_config
+from exporter.webguard import basic_credentials
 from exporter.yamlreader import ConfigError
 from external_scaler.feed import Feed
 from external_scaler.metadata import MetadataError, parse_metadata
@@ -188,3 +191,49 @@ def test_snapshot_documents_are_a_copy_or_a_value_error(full: Any, delta: Any):
         delta = {**delta, "kind": "delta", "instance": feed.instance, "since": feed.revision}
         with contextlib.suppress(ValueError):
             feed.apply(delta)
+
+
+web_keys = st.sampled_from(
+    ["tls_server_config", "http_server_config", "basic_auth_users", "rate_limit", "cert_file", "key_file", "cert",
+     "client_auth_type", "client_ca_file", "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+     "curve_preferences", "headers", "http2", "interval", "burst", "X-Frame-Options", "prometheus"]
+)  # fmt: skip
+WEB_WORDS = ["RequireAndVerifyClientCert", "VerifyClientCertIfGiven", "TLS12", "TLS13", "deny", "nosniff", "1s",
+             "100ms", "0", "X25519", "$2y$10$" + "a" * 53, "TLS_AES_128_GCM_SHA256"]  # fmt: skip
+web_values = st.one_of(scalars, st.sampled_from(WEB_WORDS))
+web_documents = st.recursive(
+    web_values,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(web_keys, inner, max_size=5)),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(st.one_of(web_documents, st.dictionaries(web_keys, web_documents, max_size=4)))
+def test_web_config_is_a_config_or_a_config_error(data: Any):
+    try:
+        config = parse_web_config(data, "web.yml")
+    except ConfigError:
+        return
+    # A valid file's values come back as given: every user a bcrypt hash, every header one the format allows.
+    assert all(h.startswith("$2") for h in config.users.values())
+    assert set(config.headers) <= set(HEADERS)
+    if config.rate_limit is not None:
+        assert config.rate_limit.interval > 0 and config.rate_limit.burst >= 1
+
+
+@FUZZ
+@given(st.text(max_size=30))
+def test_durations_parse_or_raise_value_errors(text: str):
+    with contextlib.suppress(ValueError):
+        assert parse_duration(text) >= 0
+
+
+@FUZZ
+@given(st.one_of(st.none(), st.text(max_size=40), st.binary(max_size=30).map(lambda b: "Basic " + b.hex())))
+def test_authorization_headers_are_credentials_or_none(header: str | None):
+    creds = basic_credentials(header)
+    if creds is not None:
+        user, password = creds
+        token = base64.b64encode(user.encode() + b":" + password).decode()
+        assert basic_credentials("Basic " + token) == creds  # round-trips

@@ -13,7 +13,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "horizon.yml"
 POLLER_ONLY = {
     "horizon_up", "horizon_target_up", "horizon_microservice_stale", "horizon_poll_duration_seconds",
     "horizon_last_success_timestamp_seconds", "horizon_polls_total", "horizon_poll_errors_total",
-    "horizon_exporter_build_info", "horizon_microservice_duplicate",
+    "horizon_exporter_build_info", "horizon_microservice_duplicate", "horizon_exporter_http_requests_refused_total",
     "horizon_exporter_config_last_reload_successful", "horizon_exporter_config_last_reload_success_timestamp_seconds",
 }  # fmt: skip
 
