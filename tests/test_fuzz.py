@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,7 @@ from exporter.horizon import HorizonReading, SchemaError, parse_masters, parse_s
 from exporter.jsonexp.path import PathError, compile_template
 from exporter.jsonexp.targets import TargetError, normalise, parse_rule
 from exporter.mapping import Fixed, Mapper, Pattern, map_reading
-from exporter.webconfig import HEADERS, parse_duration, parse_web_config
+from exporter.webconfig import CIPHER_SUITES, HEADERS, parse_duration, parse_web_config
 from exporter.webguard import basic_credentials
 from exporter.yamlreader import ConfigError
 from external_scaler.feed import Feed
@@ -237,3 +238,55 @@ def test_authorization_headers_are_credentials_or_none(header: str | None):
         user, password = creds
         token = base64.b64encode(user.encode() + b":" + password).decode()
         assert basic_credentials("Basic " + token) == creds  # round-trips
+
+
+_file = st.from_regex(r"/[a-z]{1,8}/[a-z.]{1,10}", fullmatch=True)
+_auth = st.sampled_from(["NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"])
+_versions = st.sampled_from([("TLS10", "TLS13"), ("TLS12", "TLS12"), ("TLS12", "TLS13"), ("TLS13", "TLS13")])
+
+
+@st.composite
+def valid_web_configs(draw: st.DrawFn) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if draw(st.booleans()):
+        auth = draw(_auth)
+        low, high = draw(_versions)
+        suites = draw(st.lists(st.sampled_from(sorted(CIPHER_SUITES)), max_size=3))
+        tls: dict[str, Any] = {"cert_file": draw(_file), "key_file": draw(_file), "client_auth_type": auth,
+                               "min_version": low, "max_version": high, "cipher_suites": suites}  # fmt: skip
+        if auth != "NoClientCert":
+            tls["client_ca_file"] = draw(_file)
+        if auth == "RequireAndVerifyClientCert":
+            tls["client_allowed_sans"] = draw(st.lists(st.from_regex(r"[a-z]{1,6}\.svc", fullmatch=True), max_size=2))
+        doc["tls_server_config"] = tls
+    hashes = st.from_regex(r"\$2[aby]\$1[0-2]\$[./A-Za-z0-9]{53}", fullmatch=True)
+    doc["basic_auth_users"] = draw(st.dictionaries(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True), hashes,
+                                                   max_size=3))  # fmt: skip
+    doc["http_server_config"] = {"headers": draw(st.fixed_dictionaries({}, optional={
+        "X-Frame-Options": st.sampled_from(["deny", "sameorigin"]), "X-Content-Type-Options": st.just("nosniff"),
+        "Content-Security-Policy": st.just("default-src 'self'")}))}  # fmt: skip
+    if draw(st.booleans()):
+        doc["rate_limit"] = {
+            "interval": draw(st.sampled_from(["10ms", "1s", "1m30s"])),
+            "burst": draw(st.integers(1, 99)),
+        }
+    return doc
+
+
+@FUZZ
+@given(valid_web_configs())
+def test_valid_web_configs_round_trip_through_yaml(doc: dict[str, Any]):
+    config = parse_web_config(yaml.safe_load(yaml.safe_dump(doc)), "web.yml")
+    assert dict(config.users) == doc["basic_auth_users"]
+    assert dict(config.headers) == doc["http_server_config"]["headers"]
+    if "tls_server_config" in doc:
+        tls = doc["tls_server_config"]
+        assert config.tls is not None
+        for key, value in tls.items():
+            got = getattr(config.tls, key)
+            assert (list(got) if isinstance(got, tuple) else got) == value, key
+    else:
+        assert config.tls is None
+    if "rate_limit" in doc:
+        assert config.rate_limit is not None and config.rate_limit.burst == doc["rate_limit"]["burst"]
+        assert config.rate_limit.interval == parse_duration(doc["rate_limit"]["interval"])
