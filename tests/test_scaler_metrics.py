@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from external_scaler._proto import externalscaler_pb2 as pb
 from external_scaler.audit import AuditLog
+from external_scaler.cli import FLAGS
 from external_scaler.metadata import Trigger
 from external_scaler.metrics import REFUSALS, TRIGGER_LABELS, ScalerMetrics, TriggerBook
 from external_scaler.readings import Unavailable
@@ -369,3 +371,34 @@ async def test_family_types_and_help_are_declared():
     }
     assert all(f.documentation for f in scraped.families.values())
     assert "process_resident_memory_bytes" in {s.name for f in scraped.families.values() for s in f.samples}
+
+
+# --- the documentation lists what is served ------------------------------------------------------------------
+
+
+def _documented_metrics() -> dict[str, str]:
+    """name -> type of every row of docs/scaler.md's "Metrics" tables."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "scaler.md").read_text()
+    section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `((?:grpc_server|horizon_scaler)_\w+)` \| (\w+) \|", section, re.M))
+
+
+async def test_docs_list_every_family_served_with_its_type(exporter: FakeExporter):
+    source = SnapshotSource(exporter.url, 10.0, backoff_max=0.2)
+    async with scaler_with_metrics(source) as (scaler, url):
+        await wait_until(lambda: source.fresh)
+        await scaler.stub.IsActive(ref())
+        await _get_metrics(scaler)
+        scraped = await scrape(url)
+    served = {
+        (f"{name}_total" if family.type == "counter" else name): family.type
+        for name, family in scraped.families.items()
+        if name.startswith(("grpc_server_", "horizon_scaler_"))
+    }
+    assert _documented_metrics() == served
+
+
+def test_docs_list_every_flag_with_its_env_var():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "scaler.md").read_text()
+    rows = dict(re.findall(r"^\| `(--[a-z-]+)[^`]*` \| `(HORIZON_SCALER_\w+)` \|", text, re.M))
+    assert rows == {flag: var for flag, var, _, _ in FLAGS}
