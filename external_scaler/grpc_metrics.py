@@ -179,6 +179,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
         self._metrics = metrics
+        # Wrapped handler by method: grpc asks the interceptor on every call, and the server's handler of a method
+        # is the same object each time, so the wrapper is built once instead of per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -188,7 +191,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself, as go's interceptors never see it
             return handler
-        return wrap(handler, self._metrics.stats(handler_call_details.method, handler))  # type: ignore[attr-defined]
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, wrap(handler, self._metrics.stats(method, handler)))
+        return cached[1]
 
 
 def wrap(handler: grpc.RpcMethodHandler, stats: MethodStats) -> grpc.RpcMethodHandler:

@@ -263,3 +263,24 @@ async def test_health_and_reflection_are_measured_too(scaler):
     assert scraped.value("grpc_server_msg_received_total", **info) == 2
     assert scraped.value("grpc_server_msg_sent_total", **info) == 2
     assert scraped.value("grpc_server_handled_total", **info, grpc_code="OK") == 1
+
+
+async def test_a_methods_wrapper_is_built_once_not_per_call():
+    interceptor = GrpcServerMetrics().interceptor()
+
+    async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return request
+
+    handler, other = grpc.unary_unary_rpc_method_handler(behavior), grpc.unary_unary_rpc_method_handler(behavior)
+
+    async def lookup(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        return other if details.method.endswith("Other") else handler  # type: ignore[attr-defined]
+
+    class Details:
+        def __init__(self, method: str) -> None:
+            self.method = method
+
+    first = await interceptor.intercept_service(lookup, Details("/test.Probe/Echo"))
+    assert await interceptor.intercept_service(lookup, Details("/test.Probe/Echo")) is first
+    assert first is not handler and first.unary_unary is not behavior
+    assert await interceptor.intercept_service(lookup, Details("/test.Probe/Other")) is not first
