@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import re
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from external_scaler.readings import Unavailable
 from external_scaler.snapshot_source import SnapshotSource
 from external_scaler.source import Source
 from external_scaler.tenants import TenantsFile
+from tests.conftest import require_binary
 from tests.scaler_fixtures import FakeExporter, Scaler, microservice, ref, scaler_with_metrics, scrape, wait_until
 
 
@@ -402,3 +404,24 @@ def test_docs_list_every_flag_with_its_env_var():
     text = (Path(__file__).resolve().parent.parent / "docs" / "scaler.md").read_text()
     rows = dict(re.findall(r"^\| `(--[a-z-]+)[^`]*` \| `(HORIZON_SCALER_\w+)` \|", text, re.M))
     assert rows == {flag: var for flag, var, _, _ in FLAGS}
+
+
+async def test_promtool_finds_nothing_to_lint(exporter: FakeExporter):
+    promtool = require_binary("promtool")
+    source = SnapshotSource(exporter.url, 10.0, backoff_max=0.2)
+    async with scaler_with_metrics(source) as (scaler, url):
+        await wait_until(lambda: source.fresh)
+        await scaler.stub.IsActive(ref())
+        await _get_metrics(scaler)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await scaler.stub.IsActive(ref(threshold="x"))
+        stream = scaler.stub.StreamIsActive(ref())
+        await stream.read()
+        exporter.publish(orders=microservice(0.0))
+        await stream.read()
+        stream.cancel()
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            text = await resp.text()
+    assert "horizon_scaler_push_latency_seconds_bucket" in text and "grpc_server_handled_total" in text
+    run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert (run.returncode, run.stdout + run.stderr) == (0, "")
