@@ -1,13 +1,5 @@
-"""gRPC server metrics under go-grpc-prometheus' names, recorded by a grpc.aio server interceptor.
-
-Names, label names, help texts, grpc_type values, grpc_code spellings and the histogram's buckets are those of
-grpc-ecosystem/go-grpc-prometheus (server_metrics.go, server_reporter.go, util.go) and its successor
-go-grpc-middleware/providers/prometheus (server_metrics.go, reporter.go, constants.go): grpc_code is Go's
-`codes.Code.String()` (grpc-go codes/code_string.go: "OK", "Canceled", "PermissionDenied", ...) and the
-buckets are client_golang's `prometheus.DefBuckets`. As there, a unary call counts one message received and,
-when it ends OK, one sent; a stream counts each message it actually wrote or read. Dashboards built on those
-libraries (e.g. the Grafana "gRPC" dashboards) therefore work unchanged.
-"""
+"""gRPC server metrics under the names grpc-ecosystem's Go interceptors use, recorded by a grpc.aio server
+interceptor, so dashboards built for those interceptors read the scaler unchanged."""
 
 from __future__ import annotations
 
@@ -23,7 +15,16 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 
 from .instruments import Histogram
 
-# client_golang prometheus.DefBuckets (go-grpc-prometheus' default for grpc_server_handling_seconds).
+# Sources, read for this module (public repositories):
+# - grpc-ecosystem/go-grpc-prometheus server_metrics.go, server_reporter.go, util.go: the five family names, their
+#   label names and help texts, grpc_type values (unary, client_stream, server_stream, bidi_stream), the method
+#   split, and the message counting: a unary call counts one message received and, when it ends OK, one sent; a
+#   stream counts each message written or read. (go-grpc-middleware v2, providers/prometheus server_metrics.go,
+#   reporter.go, constants.go and interceptors/server.go, keeps the names and labels; it counts a unary send even
+#   on error.)
+# - grpc/grpc-go codes/code_string.go: grpc_code is Code.String().
+# - prometheus/client_golang prometheus/histogram.go: DefBuckets, the default buckets of
+#   grpc_server_handling_seconds in both libraries (prometheus_client's own default differs).
 GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # grpc-go's Code.String(): CamelCase, and Go spells CANCELLED with one L.

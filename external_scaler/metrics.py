@@ -1,11 +1,5 @@
-"""The scaler's own `horizon_scaler_*` metrics and the registry `/metrics` serves (with the grpc_server_* ones).
-
-Per-trigger series live in a `TriggerBook`: created only by a successful read (so their label values are
-ScaledObjects KEDA asks about and microservices that exist), refreshed by every call about them, and removed
-when nobody asked for `max(forget_after, 3 × the longest gap seen between two calls)`: 10 minutes by default,
-which outlasts KEDA's 30 s pollingInterval and the HPA's 15 s sync many times over, while a ScaledObject polled
-every 5 minutes keeps its series for 15. At most `max_triggers` are kept (least recently asked goes first).
-"""
+"""The scaler's own `horizon_scaler_*` metrics, the per-trigger series' expiry, and the registry `/metrics` serves
+(with the grpc_server_* families)."""
 
 from __future__ import annotations
 
@@ -65,9 +59,15 @@ class TriggerState:
 
 
 class TriggerBook:
-    """The per-trigger state behind the `horizon_scaler_trigger_*` series, with its expiry (module docstring).
+    """The per-trigger state behind the `horizon_scaler_trigger_*` series. Pure bookkeeping over an injectable
+    monotonic clock; no I/O.
 
-    Pure bookkeeping over an injectable monotonic clock; no I/O."""
+    A trigger is created only by a successful read (so label values are ScaledObjects KEDA asks about and
+    microservices that exist), refreshed by every call about it, and removed when nobody asked for
+    max(forget_after, 3 × the longest gap seen between two of its calls): 10 minutes by default, which outlasts
+    KEDA's 30 s pollingInterval and the HPA's 15 s sync many times over, while a ScaledObject polled every
+    5 minutes keeps its series for 15. At most `max_triggers` are kept; the least recently asked goes first.
+    """
 
     def __init__(
         self,
