@@ -66,7 +66,7 @@ async def _snapshot_api(port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def serve(kind: str, port: int, exporter: str | None) -> None:
+async def serve(kind: str, port: int, exporter: str | None, metrics: bool = False) -> None:
     if kind == "api":
         await _snapshot_api(port)
         return
@@ -77,11 +77,14 @@ async def serve(kind: str, port: int, exporter: str | None) -> None:
         await server.start()
         await server.wait_for_termination()
         return
+    from external_scaler.metrics import ScalerMetrics
     from external_scaler.server import ScalerServer
     from external_scaler.snapshot_source import SnapshotSource
 
     assert exporter is not None
-    scaler = ScalerServer(SnapshotSource(exporter, max_staleness=60), f"127.0.0.1:{port}")
+    # --metrics: what --metrics-listen adds to every call (the interceptor and the per-trigger bookkeeping).
+    scaler = ScalerServer(SnapshotSource(exporter, max_staleness=60), f"127.0.0.1:{port}",
+                          metrics=ScalerMetrics() if metrics else None)  # fmt: skip
     await scaler.start()
     await scaler.wait()
 
@@ -133,17 +136,18 @@ def _pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100)[int(p) - 1] * 1000 if len(values) > 1 else float("nan")
 
 
-def _spawn(kind: str, port: int, exporter: str = "") -> subprocess.Popen[bytes]:
-    argv = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+def _spawn(kind: str, port: int, exporter: str = "", metrics: bool = False) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, __file__, "--serve", kind, "--port", str(port), *(["--metrics"] if metrics else [])]
     return subprocess.Popen([*argv, "--exporter", exporter] if exporter else argv)
 
 
-async def bench(seconds: float, rounds: int) -> None:
+async def bench(seconds: float, rounds: int, metrics: bool = False) -> None:
     """Alternate bare and scaler for `rounds` rounds: a shared, noisy machine hits both alike."""
     api_port, ports = _free_port(), {"bare": _free_port(), "scaler": _free_port()}
     procs = [_spawn("api", api_port)]
     await asyncio.sleep(0.5)
-    procs += [_spawn("bare", ports["bare"]), _spawn("scaler", ports["scaler"], f"http://127.0.0.1:{api_port}")]
+    procs += [_spawn("bare", ports["bare"]),
+              _spawn("scaler", ports["scaler"], f"http://127.0.0.1:{api_port}", metrics)]  # fmt: skip
     rps: dict[str, list[float]] = {"bare": [], "scaler": []}
     cpu: dict[str, list[float]] = {"bare": [], "scaler": []}
     lat1: dict[str, list[float]] = {"bare": [], "scaler": []}
@@ -169,7 +173,8 @@ async def bench(seconds: float, rounds: int) -> None:
             proc.wait()
     med = statistics.median
     print(f"machine: {os.cpu_count()} CPUs (shared), load {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}, "
-          f"grpcio {grpc.__version__}; {rounds} rounds × {seconds:g}s, bare and scaler alternating")  # fmt: skip
+          f"grpcio {grpc.__version__}; {rounds} rounds × {seconds:g}s, bare and scaler alternating"
+          f"{'; scaler with --metrics-listen' if metrics else ''}")  # fmt: skip
     for kind in ports:
         print(f"{kind:>6}: {med(rps[kind]):6.0f} calls/s at 50 in flight, server CPU {med(cpu[kind]):.0f} µs/call"
               f" | 1 in flight p50 {_pct(lat1[kind], 50):.3f} ms p99 {_pct(lat1[kind], 99):.3f} ms"
@@ -188,8 +193,12 @@ def main() -> None:
     parser.add_argument("--serve", choices=("api", "bare", "scaler"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--exporter", help=argparse.SUPPRESS)
+    parser.add_argument("--metrics", action="store_true", help="the scaler as with --metrics-listen (interceptor on)")
     args = parser.parse_args()
-    asyncio.run(serve(args.serve, args.port, args.exporter) if args.serve else bench(args.seconds, args.rounds))
+    if args.serve:
+        asyncio.run(serve(args.serve, args.port, args.exporter, args.metrics))
+    else:
+        asyncio.run(bench(args.seconds, args.rounds, args.metrics))
 
 
 if __name__ == "__main__":

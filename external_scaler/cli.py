@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .audit import AuditLog
 from .exporter_auth import ExporterAuth, ExporterAuthError, ExporterCredentials
+from .metrics import ScalerMetrics
 from .process import LOG_FORMATS, configure_logging, new_event_loop
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
@@ -20,6 +21,7 @@ from .snapshot_source import SnapshotSource
 from .source import Source
 from .tenants import TenantsError, TenantsFile
 from .tls import TLSFiles
+from .web import WebServer, create_app, parse_listen
 
 log = logging.getLogger("horizon_keda.scaler")
 
@@ -56,6 +58,12 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
         "HORIZON_SCALER_AUDIT_LOG",
         None,
         "JSON lines of every decision change and refused call to this file, or - for stdout (docs/scaler.md)",
+    ),
+    (
+        "--metrics-listen",
+        "HORIZON_SCALER_METRICS_LISTEN",
+        None,
+        "HOST:PORT to serve Prometheus /metrics on (gRPC and scaler metrics; docs/scaler.md); off when unset",
     ),
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
     ("--log-format", "HORIZON_SCALER_LOG_FORMAT", "text", "text or json (one JSON object per line)"),
@@ -104,6 +112,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         parser.error(f"--log-level: expected debug, info, warning or error, got {args.log_level!r}")
     if args.log_format.lower() not in LOG_FORMATS:
         parser.error(f"--log-format: expected text or json, got {args.log_format!r}")
+    if args.metrics_listen:  # empty (e.g. the env var set to "") means off, like unset
+        try:
+            args.metrics_listen = parse_listen(args.metrics_listen)
+        except ValueError as exc:
+            parser.error(f"--metrics-listen: {exc}")
+    else:
+        args.metrics_listen = None
     return args
 
 
@@ -142,8 +157,9 @@ async def serve(args: argparse.Namespace) -> int:
     except ExporterAuthError as exc:
         log.error("%s", exc)
         return 2
-    server = ScalerServer(source, args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants,
-                          audit=audit)  # fmt: skip
+    metrics = ScalerMetrics() if args.metrics_listen else None
+    server = ScalerServer(source, args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants, audit=audit,
+                          metrics=metrics)  # fmt: skip
     try:
         port = await server.start()
     except (RuntimeError, OSError) as exc:
@@ -152,6 +168,17 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     log.info("serving externalscaler.ExternalScaler on %s (port %d, %s) from %s", args.listen, port,
              "mTLS" if args.tls_client_ca else "TLS" if tls else "plaintext", server.source.description)  # fmt: skip
+    web_server = None
+    if metrics is not None:
+        host, web_port = args.metrics_listen
+        web_server = WebServer(create_app(metrics.registry()), host, web_port)
+        try:
+            web_port = await web_server.start()
+        except OSError as exc:
+            log.error("--metrics-listen: cannot listen on %s:%d: %s", host, web_port, exc.strerror or exc)
+            await server.stop(0)
+            return 1
+        log.info("serving /metrics on %s (port %d)", host, web_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,6 +186,8 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("signal received: ending streams and finishing in-flight calls (grace %gs)", args.grace)
     await server.stop(args.grace)
+    if web_server is not None:
+        await web_server.stop()
     if audit is not None:
         audit.close()
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from .metadata import Trigger
-from .readings import NotFound, Unavailable
+from .readings import NotFound, Stale, Unavailable
 from .source import Source
 
 log = logging.getLogger("horizon_keda.scaler.prometheus")
@@ -133,6 +133,7 @@ class PrometheusSource(Source):
         self._demand_slots = asyncio.Semaphore(concurrency)
         self._followed: dict[Trigger, _Followed] = {}  # least recently asked first
         self._ready = False
+        self._ready_at: float | None = None  # clock() of the last /-/ready that answered 200
         self._error = "not checked yet"
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -159,6 +160,10 @@ class PrometheusSource(Source):
     @property
     def fresh(self) -> bool:
         return self._ready
+
+    @property
+    def age(self) -> float | None:
+        return None if self._ready_at is None else self._clock() - self._ready_at
 
     @property
     def description(self) -> str:
@@ -192,7 +197,7 @@ class PrometheusSource(Source):
             raise evaluation.failure[0](evaluation.failure[1])
         age = self._clock() - evaluation.sampled_at
         if age > self.max_staleness:
-            raise Unavailable(f"{trigger.microservice}: newest sample is {age:.1f}s old (max staleness "
+            raise Stale(f"{trigger.microservice}: newest sample is {age:.1f}s old (max staleness "
                               f"{self.max_staleness:g}s)")  # fmt: skip
         return evaluation.value
 
@@ -273,6 +278,8 @@ class PrometheusSource(Source):
             level = logging.INFO if ready else logging.WARNING
             log.log(level, "prometheus %s: %s", self.url, "ready" if ready else error)
         self._ready, self._error = ready, error
+        if ready:
+            self._ready_at = self._clock()
 
     async def _query(self, query: str) -> float:
         assert self._session is not None

@@ -15,6 +15,10 @@ class Unavailable(Exception):
     """No trustworthy value right now (stale, unreachable, never fetched); KEDA gets UNAVAILABLE, never a 0."""
 
 
+class Stale(Unavailable):
+    """Unavailable because the newest data is older than --max-staleness (told apart in the scaler's metrics)."""
+
+
 class NotFound(Exception):
     """The trigger names a microservice or queue the source does not know; KEDA gets NOT_FOUND."""
 
@@ -42,7 +46,7 @@ class Located:
         if self.fetched_at is not None:
             age = now - self.fetched_at
             if age > max_staleness:
-                raise Unavailable(f"{trigger.microservice}: data is {age:.1f}s old (max staleness {max_staleness:g}s)")
+                raise Stale(f"{trigger.microservice}: data is {age:.1f}s old (max staleness {max_staleness:g}s)")
         if self.failure is not None:
             raise self.failure[0](self.failure[1])
         return self.value

@@ -1,4 +1,5 @@
-"""The grpc.aio server: the scaler service, grpc.health.v1 tied to the source's freshness, reflection, TLS."""
+"""The grpc.aio server: the scaler service, grpc.health.v1 tied to the source's freshness, reflection, TLS, and
+the metrics interceptor when /metrics is on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from ._proto import externalscaler_pb2 as pb
 from ._proto import externalscaler_pb2_grpc as pb_grpc
 from .audit import AuditLog
+from .metrics import ScalerMetrics
 from .servicer import ScalerServicer
 from .source import Source
 from .tenants import TenantsFile
@@ -37,11 +39,15 @@ class ScalerServer:
         heartbeat: float = 5.0,
         tenants: TenantsFile | None = None,
         audit: AuditLog | None = None,
+        metrics: ScalerMetrics | None = None,
     ) -> None:
         self.source = source
         self.listen = listen
         self.tls = ReloadingCredentials(tls) if tls is not None else None
-        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants, audit=audit)
+        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants, audit=audit, metrics=metrics)
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch(source, lambda: self.servicer.open_streams)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -49,7 +55,8 @@ class ScalerServer:
 
     async def start(self) -> int:
         """Bind, start the source and serve; returns the bound port. Raises RuntimeError if the port is taken."""
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        interceptors = [self.metrics.grpc.interceptor()] if self.metrics is not None else None
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         pb_grpc.add_ExternalScalerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

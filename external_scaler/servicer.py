@@ -15,7 +15,8 @@ from ._proto import externalscaler_pb2_grpc as pb_grpc
 from .audit import AuditLog
 from .hpa import legacy_int, reached_replicas, report
 from .metadata import MetadataError, Trigger, parse_metadata
-from .readings import NotFound, Unavailable, UnknownMicroservice
+from .metrics import ScalerMetrics
+from .readings import NotFound, Stale, Unavailable, UnknownMicroservice
 from .source import Source
 from .tenants import TenantsFile
 
@@ -59,11 +60,13 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         heartbeat: float = 5.0,
         tenants: TenantsFile | None = None,
         audit: AuditLog | None = None,
+        metrics: ScalerMetrics | None = None,
     ) -> None:
         self.source = source
         self.heartbeat = heartbeat
         self.tenants = tenants
         self.audit = audit
+        self.metrics = metrics
         self.open_streams = 0
         self.decisions = DecisionLog()
         self._stopping = False
@@ -94,45 +97,63 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         return parsed
 
     async def _refuse(
-        self, context: grpc.aio.ServicerContext, rpc: str, ref: pb.ScaledObjectRef, code: grpc.StatusCode, message: str
+        self,
+        context: grpc.aio.ServicerContext,
+        rpc: str,
+        ref: pb.ScaledObjectRef,
+        code: grpc.StatusCode,
+        message: str,
+        reason: str,
     ) -> NoReturn:
-        """Answer with an error status, and say so in the audit trail."""
+        """Answer with an error status, and say so in the audit trail and the metrics (`reason`: metrics.REFUSALS)."""
         if self.audit is not None:
             self.audit.refused(ref.namespace, ref.name, rpc, code.name, message)
+        if self.metrics is not None:
+            self.metrics.refused(rpc, reason)
         await _abort(context, code, message)
 
     async def _trigger(self, ref: pb.ScaledObjectRef, context: grpc.aio.ServicerContext, rpc: str) -> Trigger:
         parsed = self._parse(ref)
         if isinstance(parsed, MetadataError):
-            await self._refuse(context, rpc, ref, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {parsed}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {parsed}",
+                               "metadata")  # fmt: skip
         if self.tenants is not None and not self.tenants.policy(time.monotonic()).allows(
             ref.namespace, parsed.microservice
         ):
             # Decided before any lookup: the same answer whether the microservice exists or not.
             message = f"namespace {ref.namespace!r} may not read microservice {parsed.microservice!r} (tenants policy)"
-            await self._refuse(context, rpc, ref, grpc.StatusCode.PERMISSION_DENIED, f"{_who(ref)}: {message}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.PERMISSION_DENIED, f"{_who(ref)}: {message}",
+                               "tenancy")  # fmt: skip
         return parsed
 
     async def _read_failed(
         self, ref: pb.ScaledObjectRef, trigger: Trigger, exc: Exception, context: grpc.aio.ServicerContext, rpc: str
     ) -> NoReturn:
         """Turn a failed `source.read` into the status KEDA sees."""
+        if self.metrics is not None:
+            self.metrics.asked(ref.namespace, ref.name, trigger)
         if isinstance(exc, UnknownMicroservice) and self.tenants is not None:
             # Its usual message lists every microservice the exporter reports: other tenants' names.
             message = f"unknown microservice {trigger.microservice!r}"
-            await self._refuse(context, rpc, ref, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {message}")
+            await self._refuse(context, rpc, ref, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {message}",
+                               "unknown_microservice")  # fmt: skip
         if isinstance(exc, NotFound):
-            await self._refuse(context, rpc, ref, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {exc}")
+            reason = "unknown_microservice" if isinstance(exc, UnknownMicroservice) else "unknown_queue"
+            await self._refuse(context, rpc, ref, grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {exc}", reason)
         if isinstance(exc, Unavailable):
-            await self._refuse(context, rpc, ref, grpc.StatusCode.UNAVAILABLE, f"{_who(ref)}: {exc}")
+            reason = "stale" if isinstance(exc, Stale) else "unavailable"
+            await self._refuse(context, rpc, ref, grpc.StatusCode.UNAVAILABLE, f"{_who(ref)}: {exc}", reason)
         # A bug must still reach KEDA as a status, never as UNKNOWN.
         log.error("%s: reading %s failed", _who(ref), trigger.metric_name, exc_info=exc)
-        await self._refuse(context, rpc, ref, grpc.StatusCode.INTERNAL, f"{_who(ref)}: internal error: {exc}")
+        await self._refuse(context, rpc, ref, grpc.StatusCode.INTERNAL, f"{_who(ref)}: internal error: {exc}",
+                           "internal")  # fmt: skip
 
     def _active(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float) -> bool:
         active = value > trigger.activation_threshold
         if self.audit is not None:
             self.audit.decision(ref.namespace, ref.name, trigger, "active", value, active)
+        if self.metrics is not None:
+            self.metrics.decided_active(ref.namespace, ref.name, trigger, value, active)
         if self.decisions.changed(trigger, "active", active):
             sign, word = (">", "active") if active else ("≤", "inactive")
             self.decisions.log(
@@ -146,6 +167,8 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         wanted = reached_replicas(value, trigger.threshold)
         if self.audit is not None:
             self.audit.decision(ref.namespace, ref.name, trigger, "scale", value, wanted)
+        if self.metrics is not None:
+            self.metrics.decided_replicas(ref.namespace, ref.name, trigger, value, wanted)
         if self.decisions.changed(trigger, "scale", wanted):
             reached = (wanted - 1) * trigger.threshold
             relation = f"≥ {_fmt(reached)}" if wanted > 1 else f"< {_fmt(trigger.threshold)}"
@@ -170,19 +193,30 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
     ) -> AsyncIterator[pb.IsActiveResponse]:
         trigger = await self._trigger(request, context, "StreamIsActive")
         changes = self.source.changes
+        metrics = self.metrics
         self.open_streams += 1
         try:
             last: bool | None = None
             sent_at = 0.0
             while not self._stopping:
-                version = changes.version
+                version, changed_at = changes.version, changes.published_at
                 try:
                     active: bool | None = self._active(request, trigger, await self.source.read(trigger))
                 except (NotFound, Unavailable):
                     active = None  # say nothing rather than a guess; IsActive/GetMetrics report the error
+                    if metrics is not None:
+                        metrics.asked(request.namespace, request.name, trigger)
                 now = time.monotonic()
                 if active is not None and (active != last or now - sent_at >= self.heartbeat):
                     yield pb.IsActiveResponse(result=active)
+                    if metrics is not None:  # resumed: grpc has written it
+                        if last is None:
+                            metrics.pushed("first")
+                        elif active != last:
+                            # From the newest change this decision reflects (several may have come in together).
+                            metrics.pushed("change", time.monotonic() - changed_at)
+                        else:
+                            metrics.pushed("heartbeat")
                     last, sent_at = active, now
                 due = self.heartbeat - (time.monotonic() - sent_at) if last is not None else self.heartbeat
                 await changes.wait(version, max(due, 0.0))
@@ -193,6 +227,8 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricSpecResponse:
         trigger = await self._trigger(request, context, "GetMetricSpec")
+        if self.metrics is not None:
+            self.metrics.asked(request.namespace, request.name, trigger)
         target = report(0.0, trigger.threshold, trigger.mode).target
         spec = pb.MetricSpec(metricName=trigger.metric_name, targetSize=max(1, legacy_int(target)),
                              targetSizeFloat=target)  # fmt: skip
@@ -208,7 +244,7 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         if asked != trigger.metric_name and _INDEX_PREFIX.sub("", asked.lower()) != trigger.metric_name:
             await self._refuse(context, "GetMetrics", ref, grpc.StatusCode.NOT_FOUND,
                                f"{_who(ref)}: metric {asked!r} is not served for this trigger; "
-                               f"GetMetricSpec advertises {trigger.metric_name!r}")  # fmt: skip
+                               f"GetMetricSpec advertises {trigger.metric_name!r}", "unknown_metric")  # fmt: skip
         try:
             value = await self.source.read(trigger)
         except Exception as exc:
@@ -225,7 +261,7 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
         await self._refuse(context, "StreamMetricSpec", request, grpc.StatusCode.UNIMPLEMENTED,
-                           "StreamMetricSpec: targets are static; use GetMetricSpec")  # fmt: skip
+                           "StreamMetricSpec: targets are static; use GetMetricSpec", "unimplemented")  # fmt: skip
         yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this an async generator
 
 

@@ -21,7 +21,7 @@ import aiohttp
 from .exporter_auth import ExporterCredentials
 from .feed import Feed, OutOfStep
 from .metadata import Trigger
-from .readings import ExporterView, Located, Unavailable, read_value
+from .readings import ExporterView, Located, Stale, Unavailable, read_value
 from .source import Source
 
 log = logging.getLogger("horizon_keda.scaler.snapshot")
@@ -101,6 +101,11 @@ class SnapshotSource(Source):
         return self._error is None and view is not None and self._clock() - view.received_at <= self.max_staleness
 
     @property
+    def age(self) -> float | None:
+        view = self._view
+        return None if view is None else self._clock() - view.received_at
+
+    @property
     def description(self) -> str:
         state = self._error or f"snapshot version {self._view.version if self._view else '-'}"
         return f"exporter {self.url}: {state}"
@@ -114,7 +119,7 @@ class SnapshotSource(Source):
         if self._error is not None or view is None:
             raise Unavailable(f"exporter {self.url}: {self._error}")
         if now - view.received_at > self.max_staleness:
-            raise Unavailable(f"exporter {self.url}: no answer for {now - view.received_at:.1f}s")
+            raise Stale(f"exporter {self.url}: no answer for {now - view.received_at:.1f}s")
         return read_value(view, trigger, now, self.max_staleness)
 
     def _wait_for(self, feed: Feed) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 
 from .metadata import Trigger
@@ -13,11 +14,14 @@ class Broadcast:
 
     def __init__(self) -> None:
         self.version = 0
+        # When the newest version was published (time.monotonic): a push's latency is measured from here.
+        self.published_at = time.monotonic()
         self._event = asyncio.Event()
 
     def publish(self) -> None:
         """Announce that readings may have changed."""
         self.version += 1
+        self.published_at = time.monotonic()
         event, self._event = self._event, asyncio.Event()
         event.set()
 
@@ -60,3 +64,8 @@ class Source(ABC):
     @abstractmethod
     async def read(self, trigger: Trigger) -> float:
         """The trigger's current value."""
+
+    @property
+    def age(self) -> float | None:
+        """Seconds since the upstream last answered successfully; None before its first answer."""
+        return None

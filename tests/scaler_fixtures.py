@@ -174,3 +174,48 @@ def ref(name: str = "orders-so", namespace: str = "shop", **metadata: str) -> pb
     """A ScaledObjectRef as KEDA sends it: the whole trigger metadata, scalerAddress included."""
     meta = {"scalerAddress": "horizon-scaler.shop:6000", "microservice": "orders", **metadata}
     return pb.ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=meta)
+
+
+@dataclass
+class Scraped:
+    """One /metrics answer parsed with prometheus_client's own parser."""
+
+    families: dict[str, Any]  # family name (counters without `_total`) -> prometheus_client Metric
+
+    def samples(self, name: str) -> list[Any]:
+        """Samples named exactly `name` (e.g. `grpc_server_handled_total`), over every family."""
+        return [s for f in self.families.values() for s in f.samples if s.name == name]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample `name` whose labels include `labels`; None when there is none."""
+        found = [s.value for s in self.samples(name) if labels.items() <= s.labels.items()]
+        assert len(found) <= 1, f"{name}{labels}: {len(found)} samples"
+        return found[0] if found else None
+
+
+async def scrape(url: str) -> Scraped:
+    """GET `url` (a /metrics endpoint) and parse it."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.content_type == "text/plain"
+        text = await resp.text()
+    return Scraped({f.name: f for f in text_string_to_metric_families(text)})
+
+
+@asynccontextmanager
+async def scaler_with_metrics(source: Source, metrics: Any = None, **kw: Any) -> AsyncIterator[tuple[Scaler, str]]:
+    """`running_scaler` with a ScalerMetrics and its /metrics served on 127.0.0.1:0; yields (scaler, metrics URL)."""
+    from external_scaler.metrics import ScalerMetrics
+    from external_scaler.web import WebServer, create_app
+
+    metrics = metrics if metrics is not None else ScalerMetrics()
+    async with running_scaler(source, metrics=metrics, **kw) as scaler:
+        web_server = WebServer(create_app(metrics.registry()), "127.0.0.1", 0)
+        port = await web_server.start()
+        try:
+            yield scaler, f"http://127.0.0.1:{port}/metrics"
+        finally:
+            await web_server.stop()

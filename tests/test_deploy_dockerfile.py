@@ -342,9 +342,10 @@ async def test_scaler_serves_with_a_read_only_root_filesystem(image_venv, read_o
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     proc = start_read_only([str(image_venv / "bin" / "horizon-scaler"), f"--listen=127.0.0.1:{port}",
-                            f"--exporter=http://127.0.0.1:{read_only_exporter}", "--max-staleness=10"])  # fmt: skip
+                            f"--exporter=http://127.0.0.1:{read_only_exporter}", "--max-staleness=10",
+                            f"--metrics-listen=127.0.0.1:{metrics_port}"])  # fmt: skip
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -355,5 +356,9 @@ async def test_scaler_serves_with_a_read_only_root_filesystem(image_venv, read_o
                     await asyncio.sleep(0.2)
                     with contextlib.suppress(grpc.aio.AioRpcError):
                         status = (await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)).status
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(metrics_url) as resp:
+            text = await resp.text()
+        assert 'grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health"' in text
     finally:
         stop(proc)

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from exporter.config import Config, parse_config, validate
+from external_scaler.cli import parse_args
 from tests.conftest import fixed_target, real_prometheus, require_binary, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,7 +241,7 @@ def test_push_example_thresholds_at_eight():
 def test_service_ports_reach_the_containers(overlay):
     objs = render(overlay)
     named = container_ports(objs)
-    assert named == {"metrics": 9108, "grpc": 6000}
+    assert named == {"metrics": 9108, "grpc": 6000, "scaler-metrics": 9109}
     pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     service = one(objs, "Service")
     assert selects(service["spec"]["selector"], pod_labels)
@@ -258,12 +259,14 @@ def test_servicemonitor_scrapes_the_metrics_port(overlay):
     monitor, service = one(objs, "ServiceMonitor"), one(objs, "Service")
     assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-    assert container_ports(objs)[endpoint["port"]] == 9108
+    endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
+    assert set(endpoints) <= {p["name"] for p in service["spec"]["ports"]}
+    # The exporter's and the scaler's /metrics, each once.
+    assert {name: container_ports(objs)[name] for name in endpoints} == {"metrics": 9108, "scaler-metrics": 9109}
+    assert {e["path"] for e in endpoints.values()} == {"/metrics"}
     annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "false"  # no second scrape by an annotation-driven job
-    assert annotations["prometheus.io/path"] == endpoint["path"]
+    assert annotations["prometheus.io/path"] == endpoints["metrics"]["path"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -294,6 +297,7 @@ def test_networkpolicy_admits_exactly_prometheus_and_keda(overlay):
             admitted.setdefault(resolve_port(port["port"], named), []).append((namespace, pods))
     assert admitted == {
         named["metrics"]: [("monitoring", {"app.kubernetes.io/name": "prometheus"})],
+        named["scaler-metrics"]: [("monitoring", {"app.kubernetes.io/name": "prometheus"})],
         named["grpc"]: [("keda", {"app": "keda-operator"})],
     }
     egress_ports = [(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]]
@@ -352,6 +356,16 @@ def test_sidecar_reads_the_exporter_on_loopback_and_listens_on_the_grpc_port(ove
     assert int(flag(scaler["args"], "--listen").rsplit(":", 1)[1]) == named["grpc"]
     config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
     assert int(config["listen"].rsplit(":", 1)[1]) == named["metrics"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_scaler_serves_its_metrics_on_the_scaler_metrics_port(overlay):
+    """The container's args go through the scaler's own flag parser; --metrics-listen is the named port (the mTLS
+    component rewrites the args, so every overlay is checked)."""
+    objs = render(overlay)
+    args = parse_args(containers(objs)["scaler"]["args"], {})
+    assert args.metrics_listen == ("0.0.0.0", container_ports(objs)["scaler-metrics"])
+    assert args.listen.endswith(f":{container_ports(objs)['grpc']}")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -528,6 +542,25 @@ async def test_prometheus_example_query_returns_the_microservice_count(horizon, 
             assert float(series["value"][1]) == 9.0  # tests/payloads.py: orders runs 9 processes
             missing = prometheus_query().replace('"orders"', '"no-such-microservice"')
             assert await instant_query(session, base, missing) == []  # → an error in KEDA, not 0
+
+
+def test_the_documented_scrape_job_keeps_exactly_the_scaler_metrics_port():
+    """docs/deploy.md's job for annotation-driven Prometheus: pod discovery in the namespace the overlays install
+    to, keeping only the container port the Deployment names `scaler-metrics`. (Debian's promtool is built without
+    Kubernetes service discovery, so `promtool check config` cannot parse it here; the shape is checked instead.)"""
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "deploy.md").read_text(), re.S)
+                if b.startswith("# prometheus.yml: scrape_configs")]  # fmt: skip
+    (job,) = yaml.safe_load(block)
+    assert set(job) == {"job_name", "scrape_interval", "kubernetes_sd_configs", "relabel_configs"}
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd == {"role": "pod", "namespaces": {"names": [APP]}}
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert [(r["source_labels"], r["regex"]) for r in keep] == [(["__meta_kubernetes_pod_container_port_name"],
+                                                                 "scaler-metrics")]  # fmt: skip
+    for overlay in OVERLAYS:
+        objs = render(overlay)
+        assert container_ports(objs)["scaler-metrics"] == 9109
+        assert {o["metadata"].get("namespace") for o in objs if o["kind"] == "Deployment"} == {APP}
 
 
 # --- the scaler's own parser -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from external_scaler._proto import externalscaler_pb2_grpc as pb_grpc
 from external_scaler.cli import make_source, parse_args
 from external_scaler.prometheus_source import PrometheusSource
 from external_scaler.snapshot_source import SnapshotSource
-from tests.scaler_fixtures import FakeExporter, microservice, ref
+from tests.scaler_fixtures import FakeExporter, microservice, ref, scrape
 
 
 def test_defaults_are_the_documented_sidecar_setup():
@@ -26,6 +26,14 @@ def test_defaults_are_the_documented_sidecar_setup():
         "0.0.0.0:6000", "http://127.0.0.1:9108", None, 10.0
     )  # fmt: skip
     assert isinstance(make_source(args), SnapshotSource)
+
+
+def test_metrics_are_off_unless_an_address_is_given():
+    assert parse_args([], {}).metrics_listen is None
+    assert parse_args([], {"HORIZON_SCALER_METRICS_LISTEN": ""}).metrics_listen is None
+    env = {"HORIZON_SCALER_METRICS_LISTEN": "0.0.0.0:9109"}
+    assert parse_args([], env).metrics_listen == ("0.0.0.0", 9109)
+    assert parse_args(["--metrics-listen", "[::1]:9200"], env).metrics_listen == ("::1", 9200)
 
 
 def test_env_vars_set_defaults_and_flags_win():
@@ -44,6 +52,13 @@ def test_env_vars_set_defaults_and_flags_win():
         (["--tls-cert", "c.pem"], "--tls-cert and --tls-key: expected both or neither"),
         (["--tls-client-ca", "ca.pem"], "--tls-client-ca: needs --tls-cert and --tls-key too"),
         (["--log-level", "loud"], "--log-level: expected debug, info, warning or error, got 'loud'"),
+        (
+            ["--metrics-listen", "9109"],
+            "--metrics-listen: expected HOST:PORT (e.g. 0.0.0.0:9109 or [::]:9109), got '9109'",
+        ),
+        (["--metrics-listen", "0.0.0.0:99999"], "--metrics-listen: expected HOST:PORT"),
+        (["--metrics-listen", "::1:9109"], "--metrics-listen: expected HOST:PORT"),
+        (["--metrics-listen", "[localhost]:9109"], "--metrics-listen: expected HOST:PORT"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(argv: list[str], message: str, capsys):
@@ -67,10 +82,11 @@ async def exporter() -> AsyncIterator[FakeExporter]:
     await fake.stop()
 
 
-def _spawn(port: int, exporter: FakeExporter, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(port: int, exporter: FakeExporter, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "external_scaler", "--listen", f"127.0.0.1:{port}", "--exporter", exporter.url],
+            [sys.executable, "-m", "external_scaler", "--listen", f"127.0.0.1:{port}", "--exporter", exporter.url,
+             *extra],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -120,3 +136,40 @@ async def test_a_second_scaler_on_a_taken_port_exits_1(exporter: FakeExporter, t
     finally:
         first.terminate()
         first.wait(20)
+
+
+async def test_metrics_listen_serves_the_metrics_of_the_running_process(exporter: FakeExporter, tmp_path: Path):
+    port, metrics_port = _free_port(), _free_port()
+    proc = _spawn(port, exporter, tmp_path / "scaler.log", f"--metrics-listen=127.0.0.1:{metrics_port}")
+    try:
+        channel, stream = await _connected_stream(port)
+        assert (await stream.read()).result is True
+        scraped = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        stream.cancel()
+        await channel.close()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    unary = {"grpc_type": "unary", "grpc_service": "externalscaler.ExternalScaler", "grpc_method": "IsActive"}
+    assert scraped.value("grpc_server_handled_total", **unary, grpc_code="OK") >= 1  # type: ignore[operator]
+    assert scraped.value("horizon_scaler_open_streams") == 1
+    assert scraped.value("horizon_scaler_trigger_active", scaledobject="orders-so") == 1
+    assert f"serving /metrics on 127.0.0.1 (port {metrics_port})" in (tmp_path / "scaler.log").read_text()
+
+
+async def test_a_taken_metrics_port_exits_1_naming_the_flag(exporter: FakeExporter, tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics_port = taken.getsockname()[1]
+        proc = _spawn(_free_port(), exporter, tmp_path / "scaler.log", "--metrics-listen", f"127.0.0.1:{metrics_port}")
+        try:
+            assert await asyncio.to_thread(proc.wait, 20) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert f"--metrics-listen: cannot listen on 127.0.0.1:{metrics_port}" in (tmp_path / "scaler.log").read_text()

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from external_scaler._proto import externalscaler_pb2 as pb
 from external_scaler.metadata import Trigger
 from external_scaler.prometheus_source import PrometheusSource
-from external_scaler.readings import Unavailable
+from external_scaler.readings import Stale, Unavailable
 from tests.conftest import free_port
 from tests.scaler_fixtures import ref, running_scaler
 
@@ -292,3 +292,27 @@ async def test_grpc_reports_a_remembered_failure_as_unavailable(prometheus: tupl
                 await scaler.stub.IsActive(ref(microservice="nobody"))
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "returned no series" in (info.value.details() or "")
+
+
+async def test_age_counts_from_the_last_ready_answer(prometheus: tuple[FakePrometheus, str], clock: Clock):
+    async with following(prometheus[1], clock) as source:
+        assert source.age == 0.0
+        clock.now += 7
+        assert source.age == 7.0
+        await source.refresh()
+        assert source.age == 0.0
+    async with following(f"http://127.0.0.1:{free_port()}", clock) as never:
+        assert never.age is None
+
+
+async def test_an_old_sample_is_stale_a_missing_series_only_unavailable(
+    prometheus: tuple[FakePrometheus, str], clock: Clock
+):
+    async with following(prometheus[1], clock) as source:
+        await source.read(Trigger("orders"))
+        clock.now += 11
+        with pytest.raises(Stale):
+            await source.read(Trigger("orders"))
+        with pytest.raises(Unavailable) as info:
+            await source.read(Trigger("nobody"))
+        assert not isinstance(info.value, Stale)

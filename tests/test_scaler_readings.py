@@ -6,7 +6,7 @@ import pytest
 
 from external_scaler import readings
 from external_scaler.metadata import Trigger
-from external_scaler.readings import NotFound, Unavailable, parse_document, read_value
+from external_scaler.readings import NotFound, Stale, Unavailable, parse_document, read_value
 from tests.scaler_fixtures import document, microservice
 
 NOW = 1_700_000_000.0
@@ -20,7 +20,7 @@ def test_the_staleness_check_runs_on_every_read_of_a_memoized_reading():
     view = _view(orders=microservice(9.0, fetched_at=NOW))
     assert read_value(view, Trigger("orders"), NOW + 1, max_staleness=10) == 9.0
     assert read_value(view, Trigger("orders"), NOW + 9, max_staleness=10) == 9.0
-    with pytest.raises(Unavailable, match=r"orders: data is 11\.0s old \(max staleness 10s\)"):
+    with pytest.raises(Stale, match=r"orders: data is 11\.0s old \(max staleness 10s\)"):
         read_value(view, Trigger("orders"), NOW + 11, max_staleness=10)
 
 

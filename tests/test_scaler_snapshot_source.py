@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from external_scaler.metadata import Trigger
-from external_scaler.readings import Unavailable
+from external_scaler.readings import Stale, Unavailable
 from external_scaler.snapshot_source import SnapshotSource
 from tests.scaler_fixtures import (
     FakeExporter,
@@ -70,9 +70,11 @@ async def test_answers_older_than_max_staleness_are_unavailable(exporter: FakeEx
     await source.start()
     try:
         await wait_until(lambda: source.fresh)
+        assert source.age is not None and 0 <= source.age < 1
         clock.now += 11  # the exporter stopped answering even its long-polls
         assert not source.fresh
-        with pytest.raises(Unavailable, match=r"no answer for 11\.\ds"):
+        assert source.age is not None and 11 <= source.age < 12
+        with pytest.raises(Stale, match=r"no answer for 11\.\ds"):
             source.read_now(ORDERS)
     finally:
         await source.close()
