@@ -7,6 +7,7 @@ CRDs' (KEDA, Prometheus Operator), `promtool` parses the Prometheus example's qu
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import functools
 import json
@@ -24,6 +25,8 @@ import pytest
 import yaml
 
 from exporter.config import Config, parse_config, validate
+from exporter.webconfig import WebConfig, parse_web_config
+from exporter.webguard import UNAUTHENTICATED_PATHS, WebGuard
 from tests.conftest import fixed_target, real_prometheus, require_binary, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +42,7 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-servicemonitor-v1.json",
 }
 APP = "horizon-keda"
+HARDENED = "mtls"  # the overlay with every protection on
 
 
 # --- loading -----------------------------------------------------------------------------------------------
@@ -99,6 +103,45 @@ def flag(args: list[str], name: str) -> str:
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     raise AssertionError(f"{name} not in {args}")
+
+
+def has_flag(args: list[str], name: str) -> bool:
+    return any(a == name or a.startswith(name + "=") for a in args)
+
+
+def pod_spec(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    return one(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+def mounted(objects: tuple[dict[str, Any], ...], container: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The volume a container sees at `path`, and the key of its Secret or ConfigMap that the file holds."""
+    volumes = {v["name"]: v for v in pod_spec(objects)["volumes"]}
+    for mount in container.get("volumeMounts", []):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if path.startswith(prefix):
+            volume, relative = volumes[mount["name"]], path[len(prefix) :]
+            source = volume.get("secret") or volume.get("configMap") or {}
+            items = {i["path"]: i["key"] for i in source.get("items", [])}
+            if items:
+                assert relative in items, f"{container['name']}: {path} is not among the items of {mount['name']}"
+                return volume, items[relative]
+            return volume, relative
+    raise AssertionError(f"{container['name']}: nothing mounted at {path}")
+
+
+def example_secret(name: str) -> dict[str, Any]:
+    (secret,) = [s for _, s in examples("Secret") if s["metadata"]["name"] == name]
+    return secret
+
+
+def web_config(objects: tuple[dict[str, Any], ...]) -> WebConfig | None:
+    """The exporter's --web-config-file as deployed: the example Secret's file, through the exporter's parser."""
+    exporter = containers(objects)["exporter"]
+    if not has_flag(exporter["args"], "--web-config-file"):
+        return None
+    volume, key = mounted(objects, exporter, flag(exporter["args"], "--web-config-file"))
+    text = example_secret(volume["secret"]["secretName"])["stringData"][key]
+    return parse_web_config(yaml.safe_load(text), key)
 
 
 # --- schemas -----------------------------------------------------------------------------------------------
@@ -348,37 +391,89 @@ def test_sidecar_reads_the_exporter_on_loopback_and_listens_on_the_grpc_port(ove
     assert scaler["image"] == exporter["image"]
     assert scaler["command"] == ["horizon-scaler"] and "command" not in exporter
     upstream = urlsplit(flag(scaler["args"], "--exporter"))
-    assert (upstream.hostname, upstream.port) == ("127.0.0.1", named["metrics"])
+    assert upstream.hostname in ("127.0.0.1", "localhost") and upstream.port == named["metrics"]
     assert int(flag(scaler["args"], "--listen").rsplit(":", 1)[1]) == named["grpc"]
     config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
     assert int(config["listen"].rsplit(":", 1)[1]) == named["metrics"]
 
 
+# Every file flag of the two containers: the Secret it must come from and the keys it may read.
+FILE_FLAGS = {
+    ("scaler", "--tls-cert"): ("horizon-keda-scaler-tls", {"tls.crt"}),
+    ("scaler", "--tls-key"): ("horizon-keda-scaler-tls", {"tls.key"}),
+    ("scaler", "--tls-client-ca"): ("horizon-keda-scaler-tls", {"ca.crt"}),
+    ("exporter", "--web-config-file"): ("horizon-keda-exporter-web-config", {"web-config.yml"}),
+    ("scaler", "--exporter-ca"): ("horizon-keda-exporter-tls", {"ca.crt"}),
+    ("scaler", "--exporter-password-file"): ("horizon-keda-exporter-scaler", {"password"}),
+}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_mounted_files_are_where_the_flags_and_config_look(overlay):
     objs = render(overlay)
-    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
     configmap = one(objs, "ConfigMap")
     config = yaml.safe_load(configmap["data"]["config.yml"])
-
-    def source(container: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
-        for mount in container["volumeMounts"]:
-            if path.startswith(mount["mountPath"].rstrip("/") + "/"):
-                return volumes[mount["name"]], path[len(mount["mountPath"]) :].lstrip("/")
-        raise AssertionError(f"{container['name']}: nothing mounted at {path}")
-
-    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
-    volume, key = source(exporter, flag(exporter["args"], "--config"))
+    exporter = containers(objs)["exporter"]
+    volume, key = mounted(objs, exporter, flag(exporter["args"], "--config"))
     assert volume["configMap"]["name"] == configmap["metadata"]["name"] and key in configmap["data"]
     for target in config["targets"]:
-        volume, key = source(exporter, target["bearer_token_file"])
+        volume, key = mounted(objs, exporter, target["bearer_token_file"])
         assert volume["secret"]["secretName"] == "horizon-credentials" and key == "token"
-    for name in ("--tls-cert", "--tls-key", "--tls-client-ca"):
-        if any(a.startswith(name) for a in scaler["args"]):
-            volume, key = source(scaler, flag(scaler["args"], name))
-            assert volume["secret"]["secretName"] == "horizon-keda-scaler-tls"
-            assert key in {"tls.crt", "tls.key", "ca.crt"}
+    for (name, option), (secret, keys) in FILE_FLAGS.items():
+        container = containers(objs)[name]
+        if has_flag(container["args"], option):
+            volume, key = mounted(objs, container, flag(container["args"], option))
+            assert volume["secret"]["secretName"] == secret and key in keys, (name, option)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_mount_lies_inside_another(overlay):
+    """The kubelet would have to create the inner mount point inside a read-only volume (/etc/horizon-keda is
+    the config's), which fails at container start, not at apply."""
+    for container in containers(render(overlay)).values():
+        paths = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])]
+        assert len(set(paths)) == len(paths), container["name"]
+        assert not [(a, b) for a in paths for b in paths if a != b and a.startswith(b)], container["name"]
+
+
+def secret_refs(objects: tuple[dict[str, Any], ...]) -> dict[str, set[str]]:
+    """Secret name -> the keys read from it, for every Secret the objects name (a whole-Secret volume: no keys)."""
+    refs: dict[str, set[str]] = {}
+    for volume in pod_spec(objects)["volumes"]:
+        if "secret" in volume:
+            keys = {i["key"] for i in volume["secret"].get("items", [])}
+            refs.setdefault(volume["secret"]["secretName"], set()).update(keys)
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        for endpoint in monitor["spec"]["endpoints"]:
+            tls = endpoint.get("tlsConfig", {})
+            selectors = [tls.get("ca", {}).get("secret"), tls.get("cert", {}).get("secret"), tls.get("keySecret"),
+                         *endpoint.get("basicAuth", {}).values(), endpoint.get("bearerTokenSecret"),
+                         endpoint.get("authorization", {}).get("credentials")]  # fmt: skip
+            for selector in filter(None, selectors):
+                refs.setdefault(selector["name"], set()).add(selector["key"])
+    for container in pod_spec(objects)["containers"]:
+        for env in container.get("env", []):
+            selector = env.get("valueFrom", {}).get("secretKeyRef")
+            if selector:
+                refs.setdefault(selector["name"], set()).add(selector["key"])
+    return refs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_volume_and_secret_the_pod_needs_exists_or_has_an_example(overlay):
+    """A mount names a volume of the pod and every volume is mounted; every Secret the overlay names (volumes,
+    the ServiceMonitor) has an example in deploy/examples/ with the keys read from it, in the overlay's namespace."""
+    objs = render(overlay)
+    volumes = {v["name"] for v in pod_spec(objs)["volumes"]}
+    mounts = {m["name"] for c in containers(objs).values() for m in c.get("volumeMounts", [])}
+    assert mounts == volumes
+    shapes = {s["metadata"]["name"]: set(s.get("stringData", {})) | set(s.get("data", {}))
+              for _, s in examples("Secret") if s["metadata"]["namespace"] == APP}  # fmt: skip
+    refs = secret_refs(objs)
+    assert refs, "the base mounts horizon-credentials"
+    for name, keys in refs.items():
+        assert name in shapes, f"{overlay} reads the Secret {name}, which no example in deploy/examples/ shows"
+        assert keys <= shapes[name], f"{overlay} reads {sorted(keys - shapes[name])} of {name}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -450,6 +545,12 @@ def test_pod_meets_the_restricted_pod_security_standard(overlay):
         assert sc["readOnlyRootFilesystem"] is True, container["name"]
         assert sc["capabilities"] == {"drop": ["ALL"]}, container["name"]
         assert all(m.get("readOnly") for m in container.get("volumeMounts", [])), container["name"]
+    # Secret files readable by the pod's group (fsGroup) only, not by others, not writable.
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    for volume in pod["volumes"]:
+        if "secret" in volume:
+            assert volume["secret"]["defaultMode"] == 0o440, volume["name"]
+            assert all("mode" not in item for item in volume["secret"].get("items", [])), volume["name"]
     labels = one(objs, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -474,7 +575,109 @@ def test_no_real_secret_is_committed():
         assert not [o for o in render(overlay) if o["kind"] == "Secret"], "secrets are created out of band"
     for name, secret in examples("Secret"):
         values = {**secret.get("stringData", {}), **secret.get("data", {})}
-        assert values and all(v.startswith("REPLACE") for v in values.values()), f"{name}: placeholders only"
+        assert values, name
+        for key, value in values.items():
+            if key == "web-config.yml":
+                # Only hashes in it, and those placeholders too (a hash still invites offline guessing).
+                config = parse_web_config(yaml.safe_load(value), key)
+                assert config.users, name
+                assert all(h.split("$")[3].startswith("REPLACE") for h in config.users.values()), name
+                assert config.tls is not None and config.tls.key is None, f"{name}: the key belongs in its file"
+            elif not (secret.get("type") == "kubernetes.io/basic-auth" and key == "username"):  # a name, not a secret
+                assert value.startswith("REPLACE"), f"{name}: {key}: placeholders only"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_is_an_env_value_or_a_flag_value(overlay):
+    """Env values show in `kubectl describe pod` and /proc/<pid>/environ, flag values in `ps`: files only."""
+    for container in containers(render(overlay)).values():
+        assert "envFrom" not in container, container["name"]
+        for env in container.get("env", []):
+            assert "secretKeyRef" not in env.get("valueFrom", {}), (container["name"], env["name"])
+        for arg in container.get("args", []):
+            name = arg.split("=", 1)[0]
+            assert not re.search(r"password|token|secret", name) or name.endswith("-file"), (container["name"], arg)
+
+
+# --- the hardened overlay: the exporter behind its web config ----------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_everyone_reaching_9108_speaks_what_the_exporter_serves(overlay):
+    """kubelet, the sidecar and Prometheus use HTTPS exactly when the deployed web config turns TLS on (a
+    ServiceMonitor left on http -- components/servicemonitor listed after exporter-web-config -- fails here)."""
+    objs = render(overlay)
+    config = web_config(objs)
+    scheme = "https" if config is not None and config.tls is not None else "http"
+    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert exporter[probe]["httpGet"].get("scheme", "HTTP") == scheme.upper(), probe
+    assert urlsplit(flag(scaler["args"], "--exporter")).scheme == scheme
+    for monitor in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        assert [e.get("scheme", "http") for e in monitor["spec"]["endpoints"]] == [scheme]
+    if config is not None:
+        # A generic annotation-driven job has neither the CA nor a password (and must not be given them).
+        annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "false"
+
+
+def test_the_hardened_overlay_is_servicemonitor_scaler_mtls_and_a_protected_exporter():
+    objs = render(HARDENED)
+    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
+    assert has_flag(scaler["args"], "--tls-client-ca") and has_flag(exporter["args"], "--web-config-file")
+    config = web_config(objs)
+    assert config is not None and config.tls is not None and config.users
+    # kubelet: HTTPS on the two paths that need no credentials, and no headers (a password would sit in the
+    # pod spec); it presents no client certificate, so none may be required.
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = exporter[probe]["httpGet"]
+        assert (get["scheme"], get["path"]) == ("HTTPS", path) and "httpHeaders" not in get
+        assert path in UNAUTHENTICATED_PATHS
+    assert config.tls.client_auth_type != "RequireAndVerifyClientCert"
+    # The sidecar: the pod's loopback by the name the certificate carries, a user the web config knows, its
+    # password from a mounted file, and of the exporter's TLS Secret only the CA.
+    upstream = urlsplit(flag(scaler["args"], "--exporter"))
+    assert (upstream.scheme, upstream.hostname) == ("https", "localhost")
+    assert flag(scaler["args"], "--exporter-username") in config.users
+    volume, key = mounted(objs, scaler, flag(scaler["args"], "--exporter-password-file"))
+    assert (volume["secret"]["secretName"], key) == ("horizon-keda-exporter-scaler", "password")
+    volumes = {v["name"]: v for v in pod_spec(objs)["volumes"]}
+    for mount in scaler["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret", {})
+        if secret.get("secretName") == "horizon-keda-exporter-tls":
+            assert [i["key"] for i in secret["items"]] == ["ca.crt"], "the sidecar must not see the exporter's key"
+    # Prometheus: HTTPS verified against the CA and the Service's name (it dials pod IPs), basic auth from a
+    # Secret whose user the web config knows.
+    service = one(objs, "Service")["metadata"]
+    (endpoint,) = one(objs, "ServiceMonitor")["spec"]["endpoints"]
+    tls, auth = endpoint["tlsConfig"], endpoint["basicAuth"]
+    assert endpoint["scheme"] == "https" and not tls.get("insecureSkipVerify")
+    assert tls["ca"]["secret"] == {"name": "horizon-keda-exporter-tls", "key": "ca.crt"}
+    assert tls["serverName"] == f"{service['name']}.{service['namespace']}.svc"
+    assert auth["username"]["name"] == auth["password"]["name"] == "horizon-keda-exporter-prometheus"
+    assert example_secret(auth["username"]["name"])["stringData"][auth["username"]["key"]] in config.users
+
+
+def test_the_example_web_config_passes_the_exporters_parser_and_names_the_mounted_files():
+    """parse_web_config is the exporter's own: a key renamed or a rule tightened in the code fails here."""
+    objs = render(HARDENED)
+    exporter = containers(objs)["exporter"]
+    config = web_config(objs)
+    assert config is not None and config.tls is not None
+    for attribute, key in (("cert_file", "tls.crt"), ("key_file", "tls.key"), ("client_ca_file", "ca.crt")):
+        volume, mounted_key = mounted(objs, exporter, getattr(config.tls, attribute))
+        assert (volume["secret"]["secretName"], mounted_key) == ("horizon-keda-exporter-tls", key), attribute
+    assert set(config.headers) >= {"Strict-Transport-Security", "X-Content-Type-Options"}
+
+
+async def test_a_placeholder_hash_deployed_as_is_admits_no_one():
+    config = web_config(render(HARDENED))
+    assert config is not None
+    guard = WebGuard(None, config)
+    for user, hashed in config.users.items():
+        for password in ("", "REPLACE", hashed):
+            header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            assert not await guard.authenticate(header), user
 
 
 # --- the Prometheus path -----------------------------------------------------------------------------------
