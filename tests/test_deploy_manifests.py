@@ -13,20 +13,27 @@ import functools
 import json
 import re
 import shutil
+import ssl
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import bcrypt
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from aiohttp import web
 
+from exporter.app import create_app
 from exporter.config import Config, parse_config, validate
 from exporter.webconfig import WebConfig, parse_web_config
 from exporter.webguard import UNAUTHENTICATED_PATHS, WebGuard
+from external_scaler import cli as scaler_cli
+from tests.certs import CA
 from tests.conftest import fixed_target, real_prometheus, require_binary, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -606,7 +613,10 @@ def test_no_secret_is_an_env_value_or_a_flag_value(overlay):
 def test_everyone_reaching_9108_speaks_what_the_exporter_serves(overlay):
     """kubelet, the sidecar and Prometheus use HTTPS exactly when the deployed web config turns TLS on (a
     ServiceMonitor left on http -- components/servicemonitor listed after exporter-web-config -- fails here)."""
-    objs = render(overlay)
+    assert_speaks_what_the_exporter_serves(render(overlay))
+
+
+def assert_speaks_what_the_exporter_serves(objs: tuple[dict[str, Any], ...]) -> None:
     config = web_config(objs)
     scheme = "https" if config is not None and config.tls is not None else "http"
     exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
@@ -670,14 +680,128 @@ def test_the_example_web_config_passes_the_exporters_parser_and_names_the_mounte
     assert set(config.headers) >= {"Strict-Transport-Security", "X-Content-Type-Options"}
 
 
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 async def test_a_placeholder_hash_deployed_as_is_admits_no_one():
     config = web_config(render(HARDENED))
     assert config is not None
     guard = WebGuard(None, config)
     for user, hashed in config.users.items():
         for password in ("", "REPLACE", hashed):
-            header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-            assert not await guard.authenticate(header), user
+            assert not await guard.authenticate(basic(user, password)), user
+
+
+def secrets_filled_in(objs: tuple[dict[str, Any], ...], ca: CA) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The example Secrets as a cluster would hold them for the hardened overlay: a password per web-config user
+    (hashed into the web config, written into the clients' Secrets) and a certificate for the documented DNS
+    names. Returns (Secret name -> data, user -> password)."""
+    secrets = {s["metadata"]["name"]: dict(s["stringData"]) for _, s in examples("Secret")}
+    config = web_config(objs)
+    assert config is not None
+    passwords = {user: f"pw-{user}-{i}" for i, user in enumerate(config.users)}
+    document = yaml.safe_load(secrets["horizon-keda-exporter-web-config"]["web-config.yml"])
+    document["basic_auth_users"] = {
+        user: bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode() for user, password in passwords.items()
+    }
+    secrets["horizon-keda-exporter-web-config"]["web-config.yml"] = yaml.safe_dump(document)
+    leaf = ca.issue("horizon-keda-exporter", names=tuple(doc_certificate()["spec"]["dnsNames"]))
+    secrets["horizon-keda-exporter-tls"] = {"tls.crt": leaf.cert.decode(), "tls.key": leaf.key.decode(),
+                                            "ca.crt": ca.pem.decode()}  # fmt: skip
+    secrets["horizon-keda-exporter-scaler"]["password"] = passwords[
+        flag(containers(objs)["scaler"]["args"], "--exporter-username")
+    ]
+    prometheus = secrets["horizon-keda-exporter-prometheus"]
+    prometheus["password"] = passwords[prometheus["username"]]
+    return secrets, passwords
+
+
+async def test_the_hardened_pod_works_with_its_secrets(horizon, tmp_path):
+    """The mtls overlay's pod, assembled from the rendered containers, the example Secrets filled in, and the
+    exporter's and scaler's own code: kubelet's probes, the sidecar (its rendered flags through the scaler's
+    parser) and a client set up as the ServiceMonitor says all get through; without the password, no one."""
+    objs = render(HARDENED)
+    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
+    secrets, _ = secrets_filled_in(objs, CA())
+
+    def local(container: dict[str, Any], path: str) -> Path:
+        return tmp_path / container["name"] / path.lstrip("/")
+
+    # The kubelet's part: every Secret volume's keys (or items) as files under the container's mount path; file
+    # paths inside the web config are the container's, so they move with it.
+    document = yaml.safe_load(secrets["horizon-keda-exporter-web-config"]["web-config.yml"])
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        document["tls_server_config"][key] = str(local(exporter, document["tls_server_config"][key]))
+    secrets["horizon-keda-exporter-web-config"]["web-config.yml"] = yaml.safe_dump(document)
+    volumes = {v["name"]: v for v in pod_spec(objs)["volumes"]}
+    for container in (exporter, scaler):
+        for mount in container["volumeMounts"]:
+            source = volumes[mount["name"]].get("secret")
+            if source is None:
+                continue  # the ConfigMap: this exporter polls the fake Horizon instead of config.yml's
+            data = secrets[source["secretName"]]
+            for key, path in ({i["key"]: i["path"] for i in source.get("items", [])} or {k: k for k in data}).items():
+                file = local(container, mount["mountPath"]) / path
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(data[key])
+
+    guard = WebGuard(str(local(exporter, flag(exporter["args"], "--web-config-file"))))
+    assert guard.ssl_context is not None
+    _, horizon_url = horizon
+    app = create_app(Config(targets=(fixed_target("orders", horizon_url),), poll_interval=0.2), guard=guard)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=guard.ssl_context).start()
+    port = runner.addresses[0][1]
+    source = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            # kubelet: no certificate verification, no credentials.
+            for probe in ("livenessProbe", "readinessProbe"):
+                get = exporter[probe]["httpGet"]
+                url = f"{get['scheme'].lower()}://127.0.0.1:{port}{get['path']}"
+                async with asyncio.timeout(10):
+                    while True:
+                        async with session.get(url, ssl=False) as resp:
+                            if resp.status == 200:
+                                break
+                        await asyncio.sleep(0.1)
+            # Prometheus as the ServiceMonitor configures it: the CA and serverName, basic auth from the Secret.
+            (endpoint,) = one(objs, "ServiceMonitor")["spec"]["endpoints"]
+            tls, auth = endpoint["tlsConfig"], endpoint["basicAuth"]
+            ca = ssl.create_default_context(cadata=secrets[tls["ca"]["secret"]["name"]][tls["ca"]["secret"]["key"]])
+            user = secrets[auth["username"]["name"]][auth["username"]["key"]]
+            password = secrets[auth["password"]["name"]][auth["password"]["key"]]
+            url = f"{endpoint['scheme']}://127.0.0.1:{port}{endpoint['path']}"
+            kw: dict[str, Any] = {"ssl": ca, "server_hostname": tls["serverName"]}
+            async with session.get(url, headers={"Authorization": basic(user, password)}, **kw) as resp:
+                assert resp.status == 200
+                assert 'horizon_microservice_processes{microservice="orders"}' in await resp.text()
+            for path in (endpoint["path"], "/api/v1/snapshot"):
+                async with session.get(f"https://127.0.0.1:{port}{path}", **kw) as resp:
+                    assert resp.status == 401, path
+        # The sidecar: its rendered flags, files where its mounts put them, the exporter's port in place of 9108.
+        argv = []
+        for arg in scaler["args"]:
+            name, _, value = arg.partition("=")
+            if value.startswith("/"):
+                value = str(local(scaler, value))
+            elif name == "--exporter":
+                value = urlsplit(value)._replace(netloc=f"{urlsplit(value).hostname}:{port}").geturl()
+            argv.append(f"{name}={value}")
+        source = scaler_cli.make_source(scaler_cli.parse_args(argv, env={}))
+        await source.start()
+        try:
+            async with asyncio.timeout(10):
+                while not source.fresh:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pytest.fail(f"the sidecar never got the exporter's snapshot: {source.description}")
+    finally:
+        if source is not None:
+            await source.close()
+        await runner.cleanup()
 
 
 # --- the Prometheus path -----------------------------------------------------------------------------------
@@ -761,26 +885,35 @@ def test_external_trigger_metadata_passes_the_scalers_parser(name_trigger):
 
 
 def doc_files(prefix: str) -> dict[str, str]:
-    """Fenced YAML blocks of docs/deploy.md whose first line is `# <prefix>/<file>`: file name -> content."""
-    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "deploy.md").read_text(), re.S)
+    """Fenced YAML blocks of docs/deploy.md (also indented ones, in lists) whose first line is `# <prefix>/<file>`:
+    file name -> content."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    blocks = [textwrap.dedent(m[2]) for m in re.finditer(r"^( *)```yaml\n(.*?)^\1```", text, re.S | re.M)]
     return {b.split("\n", 1)[0][len(f"# {prefix}/") :]: b for b in blocks if b.startswith(f"# {prefix}/")}
 
 
-def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
+def render_documented(tmp_path: Path, prefix: str, files: dict[str, str]) -> tuple[dict[str, Any], ...]:
+    """A user overlay of docs/deploy.md, rendered next to a copy of deploy/ as its `../deploy` paths expect, with
+    its built-in objects validated."""
     kubectl = require_binary("kubectl")
-    files = doc_files("my-overlay")
-    assert set(files) == {"kustomization.yaml", "config.yml"}
     shutil.copytree(DEPLOY, tmp_path / "deploy", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (tmp_path / "my-overlay").mkdir()
+    (tmp_path / prefix).mkdir()
     for name, content in files.items():
-        (tmp_path / "my-overlay" / name).write_text(content)
-    out = subprocess.run([kubectl, "kustomize", str(tmp_path / "my-overlay")], capture_output=True, text=True,
+        (tmp_path / prefix / name).write_text(content)
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path / prefix)], capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     objs = tuple(d for d in yaml.safe_load_all(out.stdout) if d)
     for obj in objs:
         if not is_custom(obj):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    return objs
+
+
+def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
+    files = doc_files("my-overlay")
+    assert set(files) == {"kustomization.yaml", "config.yml"}
+    objs = render_documented(tmp_path, "my-overlay", files)
     assert {c["image"] for c in containers(objs).values()} == {"registry.example.com/platform/horizon-keda:0.1.0"}
     config = validate(parse_config(yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"]), "config.yml", {}))
     assert config.targets[0].name == "core.laravel.svc.cluster.local/horizon"
@@ -790,6 +923,69 @@ def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
     }  # fmt: skip
     assert egress_namespaces == {"kube-system", "laravel"}
     assert one(objs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def doc_certificate() -> dict[str, Any]:
+    (text,) = doc_files("cert-manager").values()
+    return yaml.safe_load(text)
+
+
+def test_the_documented_certificate_names_what_prometheus_and_the_sidecar_verify():
+    """cert-manager's CRDs are not among tests/schemas: checked here is what the manifests depend on."""
+    certificate, objs = doc_certificate(), render(HARDENED)
+    assert (certificate["apiVersion"], certificate["kind"]) == ("cert-manager.io/v1", "Certificate")
+    assert certificate["metadata"]["namespace"] == APP
+    config = web_config(objs)
+    assert config is not None and config.tls is not None and config.tls.cert_file is not None
+    volume, _ = mounted(objs, containers(objs)["exporter"], config.tls.cert_file)
+    assert certificate["spec"]["secretName"] == volume["secret"]["secretName"]
+    names = set(certificate["spec"]["dnsNames"])
+    (endpoint,) = one(objs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["tlsConfig"]["serverName"] in names
+    assert urlsplit(flag(containers(objs)["scaler"]["args"], "--exporter")).hostname in names
+    assert "server auth" in certificate["spec"]["usages"]
+
+
+def test_the_documented_hardened_overlay_without_the_operator_renders(tmp_path):
+    files = doc_files("my-hardened-overlay")
+    assert set(files) == {"kustomization.yaml"}
+    objs = render_documented(tmp_path, "my-hardened-overlay", files)
+    assert "ServiceMonitor" not in {o["kind"] for o in objs}
+    assert_speaks_what_the_exporter_serves(objs)
+    assert has_flag(containers(objs)["scaler"]["args"], "--tls-client-ca")
+
+
+def test_the_documented_scrape_job_passes_promtool_and_matches_the_pod(tmp_path):
+    """The job a Prometheus without the Operator needs: valid for Prometheus, keeping exactly the exporter's
+    port of these pods, verifying a name the certificate carries, as a user the web config knows."""
+    promtool = require_binary("promtool")
+    (text,) = doc_files("prometheus").values()
+    job = yaml.safe_load(text)
+    # Debian's Prometheus is built without Kubernetes service discovery, so promtool checks the rest of the job
+    # with the discovery block swapped for a static one; the block itself is checked below.
+    checked = {k: v for k, v in job.items() if k != "kubernetes_sd_configs"}
+    checked["static_configs"] = [{"targets": ["127.0.0.1:9108"]}]
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump({"scrape_configs": [checked]}))
+    out = subprocess.run([promtool, "check", "config", "--syntax-only", str(config_file)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    objs = render(HARDENED)
+    config = web_config(objs)
+    assert config is not None
+    assert job["scheme"] == "https" and job["tls_config"]["server_name"] in doc_certificate()["spec"]["dnsNames"]
+    assert job["basic_auth"]["username"] in config.users and set(job["basic_auth"]) == {"username", "password_file"}
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "pod" and sd["namespaces"]["names"] == [one(objs, "Deployment")["metadata"]["namespace"]]
+    (keep,) = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    kept = []
+    for port in container_ports(objs):
+        meta = {"__meta_kubernetes_pod_label_app_kubernetes_io_name": labels["app.kubernetes.io/name"],
+                "__meta_kubernetes_pod_container_port_name": port}  # fmt: skip
+        if re.fullmatch(keep["regex"], keep.get("separator", ";").join(meta[k] for k in keep["source_labels"])):
+            kept.append(port)
+    assert kept == ["metrics"]
 
 
 # --- headroom ---------------------------------------------------------------------------------------------
