@@ -7,24 +7,34 @@ CRDs' (KEDA, Prometheus Operator), `promtool` parses the Prometheus example's qu
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import functools
 import json
 import re
 import shutil
+import ssl
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import bcrypt
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from aiohttp import web
 
+from exporter.app import create_app
 from exporter.config import Config, parse_config, validate
+from exporter.webconfig import WebConfig, parse_web_config
+from exporter.webguard import UNAUTHENTICATED_PATHS, WebGuard
+from external_scaler import cli as scaler_cli
 from external_scaler.cli import parse_args
+from tests.certs import CA
 from tests.conftest import fixed_target, real_prometheus, require_binary, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +50,7 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-servicemonitor-v1.json",
 }
 APP = "horizon-keda"
+HARDENED = "mtls"  # the overlay with every protection on
 
 
 # --- loading -----------------------------------------------------------------------------------------------
@@ -74,6 +85,12 @@ def one(objects: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
     return found
 
 
+def exporter_endpoint(objs: list[dict]) -> dict:
+    """The ServiceMonitor's endpoint for the exporter (port `metrics`; the scaler's `scaler-metrics` is the other)."""
+    (endpoint,) = [e for e in one(objs, "ServiceMonitor")["spec"]["endpoints"] if e.get("port") == "metrics"]
+    return endpoint
+
+
 def containers(objects: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]}
 
@@ -100,6 +117,45 @@ def flag(args: list[str], name: str) -> str:
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     raise AssertionError(f"{name} not in {args}")
+
+
+def has_flag(args: list[str], name: str) -> bool:
+    return any(a == name or a.startswith(name + "=") for a in args)
+
+
+def pod_spec(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    return one(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+def mounted(objects: tuple[dict[str, Any], ...], container: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The volume a container sees at `path`, and the key of its Secret or ConfigMap that the file holds."""
+    volumes = {v["name"]: v for v in pod_spec(objects)["volumes"]}
+    for mount in container.get("volumeMounts", []):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if path.startswith(prefix):
+            volume, relative = volumes[mount["name"]], path[len(prefix) :]
+            source = volume.get("secret") or volume.get("configMap") or {}
+            items = {i["path"]: i["key"] for i in source.get("items", [])}
+            if items:
+                assert relative in items, f"{container['name']}: {path} is not among the items of {mount['name']}"
+                return volume, items[relative]
+            return volume, relative
+    raise AssertionError(f"{container['name']}: nothing mounted at {path}")
+
+
+def example_secret(name: str) -> dict[str, Any]:
+    (secret,) = [s for _, s in examples("Secret") if s["metadata"]["name"] == name]
+    return secret
+
+
+def web_config(objects: tuple[dict[str, Any], ...]) -> WebConfig | None:
+    """The exporter's --web-config-file as deployed: the example Secret's file, through the exporter's parser."""
+    exporter = containers(objects)["exporter"]
+    if not has_flag(exporter["args"], "--web-config-file"):
+        return None
+    volume, key = mounted(objects, exporter, flag(exporter["args"], "--web-config-file"))
+    text = example_secret(volume["secret"]["secretName"])["stringData"][key]
+    return parse_web_config(yaml.safe_load(text), key)
 
 
 # --- schemas -----------------------------------------------------------------------------------------------
@@ -352,10 +408,21 @@ def test_sidecar_reads_the_exporter_on_loopback_and_listens_on_the_grpc_port(ove
     assert scaler["image"] == exporter["image"]
     assert scaler["command"] == ["horizon-scaler"] and "command" not in exporter
     upstream = urlsplit(flag(scaler["args"], "--exporter"))
-    assert (upstream.hostname, upstream.port) == ("127.0.0.1", named["metrics"])
+    assert upstream.hostname in ("127.0.0.1", "localhost") and upstream.port == named["metrics"]
     assert int(flag(scaler["args"], "--listen").rsplit(":", 1)[1]) == named["grpc"]
     config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
     assert int(config["listen"].rsplit(":", 1)[1]) == named["metrics"]
+
+
+# Every file flag of the two containers: the Secret it must come from and the keys it may read.
+FILE_FLAGS = {
+    ("scaler", "--tls-cert"): ("horizon-keda-scaler-tls", {"tls.crt"}),
+    ("scaler", "--tls-key"): ("horizon-keda-scaler-tls", {"tls.key"}),
+    ("scaler", "--tls-client-ca"): ("horizon-keda-scaler-tls", {"ca.crt"}),
+    ("exporter", "--web-config-file"): ("horizon-keda-exporter-web-config", {"web-config.yml"}),
+    ("scaler", "--exporter-ca"): ("horizon-keda-exporter-tls", {"ca.crt"}),
+    ("scaler", "--exporter-password-file"): ("horizon-keda-exporter-scaler", {"password"}),
+}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -371,28 +438,69 @@ def test_the_scaler_serves_its_metrics_on_the_scaler_metrics_port(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_mounted_files_are_where_the_flags_and_config_look(overlay):
     objs = render(overlay)
-    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
     configmap = one(objs, "ConfigMap")
     config = yaml.safe_load(configmap["data"]["config.yml"])
-
-    def source(container: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
-        for mount in container["volumeMounts"]:
-            if path.startswith(mount["mountPath"].rstrip("/") + "/"):
-                return volumes[mount["name"]], path[len(mount["mountPath"]) :].lstrip("/")
-        raise AssertionError(f"{container['name']}: nothing mounted at {path}")
-
-    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
-    volume, key = source(exporter, flag(exporter["args"], "--config"))
+    exporter = containers(objs)["exporter"]
+    volume, key = mounted(objs, exporter, flag(exporter["args"], "--config"))
     assert volume["configMap"]["name"] == configmap["metadata"]["name"] and key in configmap["data"]
     for target in config["targets"]:
-        volume, key = source(exporter, target["bearer_token_file"])
+        volume, key = mounted(objs, exporter, target["bearer_token_file"])
         assert volume["secret"]["secretName"] == "horizon-credentials" and key == "token"
-    for name in ("--tls-cert", "--tls-key", "--tls-client-ca"):
-        if any(a.startswith(name) for a in scaler["args"]):
-            volume, key = source(scaler, flag(scaler["args"], name))
-            assert volume["secret"]["secretName"] == "horizon-keda-scaler-tls"
-            assert key in {"tls.crt", "tls.key", "ca.crt"}
+    for (name, option), (secret, keys) in FILE_FLAGS.items():
+        container = containers(objs)[name]
+        if has_flag(container["args"], option):
+            volume, key = mounted(objs, container, flag(container["args"], option))
+            assert volume["secret"]["secretName"] == secret and key in keys, (name, option)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_mount_lies_inside_another(overlay):
+    """The kubelet would have to create the inner mount point inside a read-only volume (/etc/horizon-keda is
+    the config's), which fails at container start, not at apply."""
+    for container in containers(render(overlay)).values():
+        paths = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])]
+        assert len(set(paths)) == len(paths), container["name"]
+        assert not [(a, b) for a in paths for b in paths if a != b and a.startswith(b)], container["name"]
+
+
+def secret_refs(objects: tuple[dict[str, Any], ...]) -> dict[str, set[str]]:
+    """Secret name -> the keys read from it, for every Secret the objects name (a whole-Secret volume: no keys)."""
+    refs: dict[str, set[str]] = {}
+    for volume in pod_spec(objects)["volumes"]:
+        if "secret" in volume:
+            keys = {i["key"] for i in volume["secret"].get("items", [])}
+            refs.setdefault(volume["secret"]["secretName"], set()).update(keys)
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        for endpoint in monitor["spec"]["endpoints"]:
+            tls = endpoint.get("tlsConfig", {})
+            selectors = [tls.get("ca", {}).get("secret"), tls.get("cert", {}).get("secret"), tls.get("keySecret"),
+                         *endpoint.get("basicAuth", {}).values(), endpoint.get("bearerTokenSecret"),
+                         endpoint.get("authorization", {}).get("credentials")]  # fmt: skip
+            for selector in filter(None, selectors):
+                refs.setdefault(selector["name"], set()).add(selector["key"])
+    for container in pod_spec(objects)["containers"]:
+        for env in container.get("env", []):
+            selector = env.get("valueFrom", {}).get("secretKeyRef")
+            if selector:
+                refs.setdefault(selector["name"], set()).add(selector["key"])
+    return refs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_volume_and_secret_the_pod_needs_exists_or_has_an_example(overlay):
+    """A mount names a volume of the pod and every volume is mounted; every Secret the overlay names (volumes,
+    the ServiceMonitor) has an example in deploy/examples/ with the keys read from it, in the overlay's namespace."""
+    objs = render(overlay)
+    volumes = {v["name"] for v in pod_spec(objs)["volumes"]}
+    mounts = {m["name"] for c in containers(objs).values() for m in c.get("volumeMounts", [])}
+    assert mounts == volumes
+    shapes = {s["metadata"]["name"]: set(s.get("stringData", {})) | set(s.get("data", {}))
+              for _, s in examples("Secret") if s["metadata"]["namespace"] == APP}  # fmt: skip
+    refs = secret_refs(objs)
+    assert refs, "the base mounts horizon-credentials"
+    for name, keys in refs.items():
+        assert name in shapes, f"{overlay} reads the Secret {name}, which no example in deploy/examples/ shows"
+        assert keys <= shapes[name], f"{overlay} reads {sorted(keys - shapes[name])} of {name}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -464,6 +572,12 @@ def test_pod_meets_the_restricted_pod_security_standard(overlay):
         assert sc["readOnlyRootFilesystem"] is True, container["name"]
         assert sc["capabilities"] == {"drop": ["ALL"]}, container["name"]
         assert all(m.get("readOnly") for m in container.get("volumeMounts", [])), container["name"]
+    # Secret files readable by the pod's group (fsGroup) only, not by others, not writable.
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    for volume in pod["volumes"]:
+        if "secret" in volume:
+            assert volume["secret"]["defaultMode"] == 0o440, volume["name"]
+            assert all("mode" not in item for item in volume["secret"].get("items", [])), volume["name"]
     labels = one(objs, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -488,7 +602,226 @@ def test_no_real_secret_is_committed():
         assert not [o for o in render(overlay) if o["kind"] == "Secret"], "secrets are created out of band"
     for name, secret in examples("Secret"):
         values = {**secret.get("stringData", {}), **secret.get("data", {})}
-        assert values and all(v.startswith("REPLACE") for v in values.values()), f"{name}: placeholders only"
+        assert values, name
+        for key, value in values.items():
+            if key == "web-config.yml":
+                # Only hashes in it, and those placeholders too (a hash still invites offline guessing).
+                config = parse_web_config(yaml.safe_load(value), key)
+                assert config.users, name
+                assert all(h.split("$")[3].startswith("REPLACE") for h in config.users.values()), name
+                assert config.tls is not None and config.tls.key is None, f"{name}: the key belongs in its file"
+            elif not (secret.get("type") == "kubernetes.io/basic-auth" and key == "username"):  # a name, not a secret
+                assert value.startswith("REPLACE"), f"{name}: {key}: placeholders only"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_is_an_env_value_or_a_flag_value(overlay):
+    """Env values show in `kubectl describe pod` and /proc/<pid>/environ, flag values in `ps`: files only."""
+    for container in containers(render(overlay)).values():
+        assert "envFrom" not in container, container["name"]
+        for env in container.get("env", []):
+            assert "secretKeyRef" not in env.get("valueFrom", {}), (container["name"], env["name"])
+        for arg in container.get("args", []):
+            name = arg.split("=", 1)[0]
+            assert not re.search(r"password|token|secret", name) or name.endswith("-file"), (container["name"], arg)
+
+
+# --- the hardened overlay: the exporter behind its web config ----------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_everyone_reaching_9108_speaks_what_the_exporter_serves(overlay):
+    """kubelet, the sidecar and Prometheus use HTTPS exactly when the deployed web config turns TLS on (a
+    ServiceMonitor left on http -- components/servicemonitor listed after exporter-web-config -- fails here)."""
+    assert_speaks_what_the_exporter_serves(render(overlay))
+
+
+def assert_speaks_what_the_exporter_serves(objs: tuple[dict[str, Any], ...]) -> None:
+    config = web_config(objs)
+    scheme = "https" if config is not None and config.tls is not None else "http"
+    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert exporter[probe]["httpGet"].get("scheme", "HTTP") == scheme.upper(), probe
+    assert urlsplit(flag(scaler["args"], "--exporter")).scheme == scheme
+    for monitor in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        assert [e.get("scheme", "http") for e in monitor["spec"]["endpoints"] if e.get("port") == "metrics"] == [scheme]
+    if config is not None:
+        # A generic annotation-driven job has neither the CA nor a password (and must not be given them).
+        annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "false"
+
+
+def test_the_hardened_overlay_is_servicemonitor_scaler_mtls_and_a_protected_exporter():
+    objs = render(HARDENED)
+    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
+    assert has_flag(scaler["args"], "--tls-client-ca") and has_flag(exporter["args"], "--web-config-file")
+    config = web_config(objs)
+    assert config is not None and config.tls is not None and config.users
+    # kubelet: HTTPS on the two paths that need no credentials, and no headers (a password would sit in the
+    # pod spec); it presents no client certificate, so none may be required.
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = exporter[probe]["httpGet"]
+        assert (get["scheme"], get["path"]) == ("HTTPS", path) and "httpHeaders" not in get
+        assert path in UNAUTHENTICATED_PATHS
+    assert config.tls.client_auth_type != "RequireAndVerifyClientCert"
+    # The sidecar: the pod's loopback by the name the certificate carries, a user the web config knows, its
+    # password from a mounted file, and of the exporter's TLS Secret only the CA.
+    upstream = urlsplit(flag(scaler["args"], "--exporter"))
+    assert (upstream.scheme, upstream.hostname) == ("https", "localhost")
+    assert flag(scaler["args"], "--exporter-username") in config.users
+    volume, key = mounted(objs, scaler, flag(scaler["args"], "--exporter-password-file"))
+    assert (volume["secret"]["secretName"], key) == ("horizon-keda-exporter-scaler", "password")
+    volumes = {v["name"]: v for v in pod_spec(objs)["volumes"]}
+    for mount in scaler["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret", {})
+        if secret.get("secretName") == "horizon-keda-exporter-tls":
+            assert [i["key"] for i in secret["items"]] == ["ca.crt"], "the sidecar must not see the exporter's key"
+    # Prometheus: HTTPS verified against the CA and the Service's name (it dials pod IPs), basic auth from a
+    # Secret whose user the web config knows.
+    service = one(objs, "Service")["metadata"]
+    endpoint = exporter_endpoint(objs)
+    tls, auth = endpoint["tlsConfig"], endpoint["basicAuth"]
+    assert endpoint["scheme"] == "https" and not tls.get("insecureSkipVerify")
+    assert tls["ca"]["secret"] == {"name": "horizon-keda-exporter-tls", "key": "ca.crt"}
+    assert tls["serverName"] == f"{service['name']}.{service['namespace']}.svc"
+    assert auth["username"]["name"] == auth["password"]["name"] == "horizon-keda-exporter-prometheus"
+    assert example_secret(auth["username"]["name"])["stringData"][auth["username"]["key"]] in config.users
+
+
+def test_the_example_web_config_passes_the_exporters_parser_and_names_the_mounted_files():
+    """parse_web_config is the exporter's own: a key renamed or a rule tightened in the code fails here."""
+    objs = render(HARDENED)
+    exporter = containers(objs)["exporter"]
+    config = web_config(objs)
+    assert config is not None and config.tls is not None
+    for attribute, key in (("cert_file", "tls.crt"), ("key_file", "tls.key"), ("client_ca_file", "ca.crt")):
+        volume, mounted_key = mounted(objs, exporter, getattr(config.tls, attribute))
+        assert (volume["secret"]["secretName"], mounted_key) == ("horizon-keda-exporter-tls", key), attribute
+    assert set(config.headers) >= {"Strict-Transport-Security", "X-Content-Type-Options"}
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_a_placeholder_hash_deployed_as_is_admits_no_one():
+    config = web_config(render(HARDENED))
+    assert config is not None
+    guard = WebGuard(None, config)
+    for user, hashed in config.users.items():
+        for password in ("", "REPLACE", hashed):
+            assert not await guard.authenticate(basic(user, password)), user
+
+
+def secrets_filled_in(objs: tuple[dict[str, Any], ...], ca: CA) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The example Secrets as a cluster would hold them for the hardened overlay: a password per web-config user
+    (hashed into the web config, written into the clients' Secrets) and a certificate for the documented DNS
+    names. Returns (Secret name -> data, user -> password)."""
+    secrets = {s["metadata"]["name"]: dict(s["stringData"]) for _, s in examples("Secret")}
+    config = web_config(objs)
+    assert config is not None
+    passwords = {user: f"pw-{user}-{i}" for i, user in enumerate(config.users)}
+    document = yaml.safe_load(secrets["horizon-keda-exporter-web-config"]["web-config.yml"])
+    document["basic_auth_users"] = {
+        user: bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode() for user, password in passwords.items()
+    }
+    secrets["horizon-keda-exporter-web-config"]["web-config.yml"] = yaml.safe_dump(document)
+    leaf = ca.issue("horizon-keda-exporter", names=tuple(doc_certificate()["spec"]["dnsNames"]))
+    secrets["horizon-keda-exporter-tls"] = {"tls.crt": leaf.cert.decode(), "tls.key": leaf.key.decode(),
+                                            "ca.crt": ca.pem.decode()}  # fmt: skip
+    secrets["horizon-keda-exporter-scaler"]["password"] = passwords[
+        flag(containers(objs)["scaler"]["args"], "--exporter-username")
+    ]
+    prometheus = secrets["horizon-keda-exporter-prometheus"]
+    prometheus["password"] = passwords[prometheus["username"]]
+    return secrets, passwords
+
+
+async def test_the_hardened_pod_works_with_its_secrets(horizon, tmp_path):
+    """The mtls overlay's pod, assembled from the rendered containers, the example Secrets filled in, and the
+    exporter's and scaler's own code: kubelet's probes, the sidecar (its rendered flags through the scaler's
+    parser) and a client set up as the ServiceMonitor says all get through; without the password, no one."""
+    objs = render(HARDENED)
+    exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
+    secrets, _ = secrets_filled_in(objs, CA())
+
+    def local(container: dict[str, Any], path: str) -> Path:
+        return tmp_path / container["name"] / path.lstrip("/")
+
+    # The kubelet's part: every Secret volume's keys (or items) as files under the container's mount path; file
+    # paths inside the web config are the container's, so they move with it.
+    document = yaml.safe_load(secrets["horizon-keda-exporter-web-config"]["web-config.yml"])
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        document["tls_server_config"][key] = str(local(exporter, document["tls_server_config"][key]))
+    secrets["horizon-keda-exporter-web-config"]["web-config.yml"] = yaml.safe_dump(document)
+    volumes = {v["name"]: v for v in pod_spec(objs)["volumes"]}
+    for container in (exporter, scaler):
+        for mount in container["volumeMounts"]:
+            source = volumes[mount["name"]].get("secret")
+            if source is None:
+                continue  # the ConfigMap: this exporter polls the fake Horizon instead of config.yml's
+            data = secrets[source["secretName"]]
+            for key, path in ({i["key"]: i["path"] for i in source.get("items", [])} or {k: k for k in data}).items():
+                file = local(container, mount["mountPath"]) / path
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(data[key])
+
+    guard = WebGuard(str(local(exporter, flag(exporter["args"], "--web-config-file"))))
+    assert guard.ssl_context is not None
+    _, horizon_url = horizon
+    app = create_app(Config(targets=(fixed_target("orders", horizon_url),), poll_interval=0.2), guard=guard)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=guard.ssl_context).start()
+    port = runner.addresses[0][1]
+    source = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            # kubelet: no certificate verification, no credentials.
+            for probe in ("livenessProbe", "readinessProbe"):
+                get = exporter[probe]["httpGet"]
+                url = f"{get['scheme'].lower()}://127.0.0.1:{port}{get['path']}"
+                async with asyncio.timeout(10):
+                    while True:
+                        async with session.get(url, ssl=False) as resp:
+                            if resp.status == 200:
+                                break
+                        await asyncio.sleep(0.1)
+            # Prometheus as the ServiceMonitor configures it: the CA and serverName, basic auth from the Secret.
+            endpoint = exporter_endpoint(objs)
+            tls, auth = endpoint["tlsConfig"], endpoint["basicAuth"]
+            ca = ssl.create_default_context(cadata=secrets[tls["ca"]["secret"]["name"]][tls["ca"]["secret"]["key"]])
+            user = secrets[auth["username"]["name"]][auth["username"]["key"]]
+            password = secrets[auth["password"]["name"]][auth["password"]["key"]]
+            url = f"{endpoint['scheme']}://127.0.0.1:{port}{endpoint['path']}"
+            kw: dict[str, Any] = {"ssl": ca, "server_hostname": tls["serverName"]}
+            async with session.get(url, headers={"Authorization": basic(user, password)}, **kw) as resp:
+                assert resp.status == 200
+                assert 'horizon_microservice_processes{microservice="orders"}' in await resp.text()
+            for path in (endpoint["path"], "/api/v1/snapshot"):
+                async with session.get(f"https://127.0.0.1:{port}{path}", **kw) as resp:
+                    assert resp.status == 401, path
+        # The sidecar: its rendered flags, files where its mounts put them, the exporter's port in place of 9108.
+        argv = []
+        for arg in scaler["args"]:
+            name, _, value = arg.partition("=")
+            if value.startswith("/"):
+                value = str(local(scaler, value))
+            elif name == "--exporter":
+                value = urlsplit(value)._replace(netloc=f"{urlsplit(value).hostname}:{port}").geturl()
+            argv.append(f"{name}={value}")
+        source = scaler_cli.make_source(scaler_cli.parse_args(argv, env={}))
+        await source.start()
+        try:
+            async with asyncio.timeout(10):
+                while not source.fresh:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pytest.fail(f"the sidecar never got the exporter's snapshot: {source.description}")
+    finally:
+        if source is not None:
+            await source.close()
+        await runner.cleanup()
 
 
 # --- the Prometheus path -----------------------------------------------------------------------------------
@@ -591,26 +924,35 @@ def test_external_trigger_metadata_passes_the_scalers_parser(name_trigger):
 
 
 def doc_files(prefix: str) -> dict[str, str]:
-    """Fenced YAML blocks of docs/deploy.md whose first line is `# <prefix>/<file>`: file name -> content."""
-    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "deploy.md").read_text(), re.S)
+    """Fenced YAML blocks of docs/deploy.md (also indented ones, in lists) whose first line is `# <prefix>/<file>`:
+    file name -> content."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    blocks = [textwrap.dedent(m[2]) for m in re.finditer(r"^( *)```yaml\n(.*?)^\1```", text, re.S | re.M)]
     return {b.split("\n", 1)[0][len(f"# {prefix}/") :]: b for b in blocks if b.startswith(f"# {prefix}/")}
 
 
-def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
+def render_documented(tmp_path: Path, prefix: str, files: dict[str, str]) -> tuple[dict[str, Any], ...]:
+    """A user overlay of docs/deploy.md, rendered next to a copy of deploy/ as its `../deploy` paths expect, with
+    its built-in objects validated."""
     kubectl = require_binary("kubectl")
-    files = doc_files("my-overlay")
-    assert set(files) == {"kustomization.yaml", "config.yml"}
     shutil.copytree(DEPLOY, tmp_path / "deploy", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (tmp_path / "my-overlay").mkdir()
+    (tmp_path / prefix).mkdir()
     for name, content in files.items():
-        (tmp_path / "my-overlay" / name).write_text(content)
-    out = subprocess.run([kubectl, "kustomize", str(tmp_path / "my-overlay")], capture_output=True, text=True,
+        (tmp_path / prefix / name).write_text(content)
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path / prefix)], capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     objs = tuple(d for d in yaml.safe_load_all(out.stdout) if d)
     for obj in objs:
         if not is_custom(obj):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    return objs
+
+
+def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
+    files = doc_files("my-overlay")
+    assert set(files) == {"kustomization.yaml", "config.yml"}
+    objs = render_documented(tmp_path, "my-overlay", files)
     assert {c["image"] for c in containers(objs).values()} == {"registry.example.com/platform/horizon-keda:0.1.0"}
     config = validate(parse_config(yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"]), "config.yml", {}))
     assert config.targets[0].name == "core.laravel.svc.cluster.local/horizon"
@@ -620,6 +962,69 @@ def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
     }  # fmt: skip
     assert egress_namespaces == {"kube-system", "laravel"}
     assert one(objs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def doc_certificate() -> dict[str, Any]:
+    (text,) = doc_files("cert-manager").values()
+    return yaml.safe_load(text)
+
+
+def test_the_documented_certificate_names_what_prometheus_and_the_sidecar_verify():
+    """cert-manager's CRDs are not among tests/schemas: checked here is what the manifests depend on."""
+    certificate, objs = doc_certificate(), render(HARDENED)
+    assert (certificate["apiVersion"], certificate["kind"]) == ("cert-manager.io/v1", "Certificate")
+    assert certificate["metadata"]["namespace"] == APP
+    config = web_config(objs)
+    assert config is not None and config.tls is not None and config.tls.cert_file is not None
+    volume, _ = mounted(objs, containers(objs)["exporter"], config.tls.cert_file)
+    assert certificate["spec"]["secretName"] == volume["secret"]["secretName"]
+    names = set(certificate["spec"]["dnsNames"])
+    endpoint = exporter_endpoint(objs)
+    assert endpoint["tlsConfig"]["serverName"] in names
+    assert urlsplit(flag(containers(objs)["scaler"]["args"], "--exporter")).hostname in names
+    assert "server auth" in certificate["spec"]["usages"]
+
+
+def test_the_documented_hardened_overlay_without_the_operator_renders(tmp_path):
+    files = doc_files("my-hardened-overlay")
+    assert set(files) == {"kustomization.yaml"}
+    objs = render_documented(tmp_path, "my-hardened-overlay", files)
+    assert "ServiceMonitor" not in {o["kind"] for o in objs}
+    assert_speaks_what_the_exporter_serves(objs)
+    assert has_flag(containers(objs)["scaler"]["args"], "--tls-client-ca")
+
+
+def test_the_documented_scrape_job_passes_promtool_and_matches_the_pod(tmp_path):
+    """The job a Prometheus without the Operator needs: valid for Prometheus, keeping exactly the exporter's
+    port of these pods, verifying a name the certificate carries, as a user the web config knows."""
+    promtool = require_binary("promtool")
+    (text,) = doc_files("prometheus").values()
+    job = yaml.safe_load(text)
+    # Debian's Prometheus is built without Kubernetes service discovery, so promtool checks the rest of the job
+    # with the discovery block swapped for a static one; the block itself is checked below.
+    checked = {k: v for k, v in job.items() if k != "kubernetes_sd_configs"}
+    checked["static_configs"] = [{"targets": ["127.0.0.1:9108"]}]
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump({"scrape_configs": [checked]}))
+    out = subprocess.run([promtool, "check", "config", "--syntax-only", str(config_file)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    objs = render(HARDENED)
+    config = web_config(objs)
+    assert config is not None
+    assert job["scheme"] == "https" and job["tls_config"]["server_name"] in doc_certificate()["spec"]["dnsNames"]
+    assert job["basic_auth"]["username"] in config.users and set(job["basic_auth"]) == {"username", "password_file"}
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "pod" and sd["namespaces"]["names"] == [one(objs, "Deployment")["metadata"]["namespace"]]
+    (keep,) = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    kept = []
+    for port in container_ports(objs):
+        meta = {"__meta_kubernetes_pod_label_app_kubernetes_io_name": labels["app.kubernetes.io/name"],
+                "__meta_kubernetes_pod_container_port_name": port}  # fmt: skip
+        if re.fullmatch(keep["regex"], keep.get("separator", ";").join(meta[k] for k in keep["source_labels"])):
+            kept.append(port)
+    assert kept == ["metrics"]
 
 
 # --- headroom ---------------------------------------------------------------------------------------------
