@@ -40,6 +40,7 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-servicemonitor-v1.json",
 }
 APP = "horizon-keda"
+SCALER_JOB = "horizon-keda-scaler"  # the scaler's scrape job name, which deploy/monitoring's rules select
 
 
 # --- loading -----------------------------------------------------------------------------------------------
@@ -267,6 +268,10 @@ def test_servicemonitor_scrapes_the_metrics_port(overlay):
     annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "false"  # no second scrape by an annotation-driven job
     assert annotations["prometheus.io/path"] == endpoints["metrics"]["path"]
+    # The scaler's job name (what deploy/monitoring selects) and its own `namespace` label (the ScaledObject's).
+    scaler = endpoints["scaler-metrics"]
+    assert scaler["honorLabels"] is True
+    assert scaler["relabelings"] == [{"action": "replace", "targetLabel": "job", "replacement": SCALER_JOB}]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -551,7 +556,9 @@ def test_the_documented_scrape_job_keeps_exactly_the_scaler_metrics_port():
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "deploy.md").read_text(), re.S)
                 if b.startswith("# prometheus.yml: scrape_configs")]  # fmt: skip
     (job,) = yaml.safe_load(block)
-    assert set(job) == {"job_name", "scrape_interval", "kubernetes_sd_configs", "relabel_configs"}
+    assert set(job) == {"job_name", "scrape_interval", "honor_labels", "kubernetes_sd_configs", "relabel_configs"}
+    # The job name and honor_labels the ServiceMonitor gives the scaler (deploy/monitoring's rules rely on both).
+    assert (job["job_name"], job["honor_labels"]) == (SCALER_JOB, True)
     (sd,) = job["kubernetes_sd_configs"]
     assert sd == {"role": "pod", "namespaces": {"names": [APP]}}
     keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
