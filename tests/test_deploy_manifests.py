@@ -38,6 +38,7 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh-scaledobject-v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh-triggerauthentication-v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-servicemonitor-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com-prometheusrule-v1.json",
 }
 APP = "horizon-keda"
 SCALER_JOB = "horizon-keda-scaler"  # the scaler's scrape job name, which deploy/monitoring's rules select
@@ -73,6 +74,19 @@ def examples(kind: str | None = None) -> list[tuple[str, dict[str, Any]]]:
 def one(objects: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
     (found,) = [o for o in objects if o["kind"] == kind]
     return found
+
+
+def exporter_config(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The exporter's ConfigMap (horizon-keda-config-<hash>; deploy/monitoring adds the dashboard's)."""
+    (found,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(f"{APP}-config")]
+    return found
+
+
+def components(overlay: str) -> list[str]:
+    """The components an overlay lists, by their path under deploy/ (e.g. "components/servicemonitor")."""
+    here = DEPLOY / "overlays" / overlay
+    listed = yaml.safe_load((here / "kustomization.yaml").read_text()).get("components", [])
+    return [str((here / c).resolve().relative_to(DEPLOY)) for c in listed]
 
 
 def containers(objects: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
@@ -151,8 +165,9 @@ def test_overlay_renders_the_expected_objects(overlay):
     kinds = sorted(o["kind"] for o in render(overlay))
     base = ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service",
             "ServiceAccount"]  # fmt: skip
-    expected = sorted(base + ([] if overlay == "without-servicemonitor" else ["ServiceMonitor"]))
-    assert kinds == expected
+    operator = ["ServiceMonitor"] if "components/servicemonitor" in components(overlay) else []
+    monitoring = ["ConfigMap", "PrometheusRule"] if "monitoring" in components(overlay) else []
+    assert kinds == sorted(base + operator + monitoring)
     assert {o["metadata"].get("namespace") for o in render(overlay) if o["kind"] != "Namespace"} == {APP}
 
 
@@ -163,11 +178,27 @@ def test_builtin_objects_validate_against_kubernetes_schemas(overlay):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
+def test_prometheus_operator_overlays_add_dashboard_and_alerts():
+    """deploy/monitoring reads what components/servicemonitor scrapes (it adds no scrape target of its own), so an
+    overlay has both or neither; the Prometheus Operator overlays have both."""
+    for overlay in OVERLAYS:
+        has = {"components/servicemonitor", "monitoring"} & set(components(overlay))
+        assert has in (set(), {"components/servicemonitor", "monitoring"}), overlay
+    assert "monitoring" in components("with-servicemonitor") and "monitoring" in components("mtls")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_servicemonitor_validates_against_the_prometheus_operator_crd(overlay):
+def test_custom_objects_validate_against_their_crds(overlay):
+    """ServiceMonitor and PrometheusRule against the Prometheus Operator's schemas."""
     for obj in render(overlay):
         if is_custom(obj):
             assert crd_errors(obj) == [], obj["kind"]
+
+
+def test_strict_crd_validation_rejects_a_misspelt_rule_field():
+    rule = copy.deepcopy(one(render("with-servicemonitor"), "PrometheusRule"))
+    rule["spec"]["groups"][0]["rules"][0]["severity"] = "warning"  # belongs under labels
+    assert any("severity" in e for e in crd_errors(rule))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -313,7 +344,7 @@ def test_networkpolicy_admits_exactly_prometheus_and_keda(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_egress_reaches_the_configured_horizons(overlay):
     objs = render(overlay)
-    config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
+    config = yaml.safe_load(exporter_config(objs)["data"]["config.yml"])
     allowed = {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
         for rule in one(objs, "NetworkPolicy")["spec"]["egress"] for peer in rule["to"]
@@ -359,7 +390,7 @@ def test_sidecar_reads_the_exporter_on_loopback_and_listens_on_the_grpc_port(ove
     upstream = urlsplit(flag(scaler["args"], "--exporter"))
     assert (upstream.hostname, upstream.port) == ("127.0.0.1", named["metrics"])
     assert int(flag(scaler["args"], "--listen").rsplit(":", 1)[1]) == named["grpc"]
-    config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
+    config = yaml.safe_load(exporter_config(objs)["data"]["config.yml"])
     assert int(config["listen"].rsplit(":", 1)[1]) == named["metrics"]
 
 
@@ -378,7 +409,7 @@ def test_mounted_files_are_where_the_flags_and_config_look(overlay):
     objs = render(overlay)
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
-    configmap = one(objs, "ConfigMap")
+    configmap = exporter_config(objs)
     config = yaml.safe_load(configmap["data"]["config.yml"])
 
     def source(container: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
@@ -402,7 +433,7 @@ def test_mounted_files_are_where_the_flags_and_config_look(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_configmap_is_a_valid_exporter_config(overlay):
-    text = one(render(overlay), "ConfigMap")["data"]["config.yml"]
+    text = exporter_config(render(overlay))["data"]["config.yml"]
     config = validate(parse_config(yaml.safe_load(text), "config.yml", env={}))
     assert [t.name for t in config.targets] == ["orders", "payments"]
 
@@ -619,7 +650,7 @@ def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
         if not is_custom(obj):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     assert {c["image"] for c in containers(objs).values()} == {"registry.example.com/platform/horizon-keda:0.1.0"}
-    config = validate(parse_config(yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"]), "config.yml", {}))
+    config = validate(parse_config(yaml.safe_load(exporter_config(objs)["data"]["config.yml"]), "config.yml", {}))
     assert config.targets[0].name == "core.laravel.svc.cluster.local/horizon"
     egress_namespaces = {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
