@@ -16,14 +16,28 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 
+def shown(got: object) -> str:
+    """`got` as a message may show it: an object or array by its type, a number (or a string that reads as one) as
+    written, any other string by its length only. The text of a string is never copied into a message: a Horizon
+    (or whatever answers in its place) may echo the exporter's own credentials back, a token where a number belongs,
+    and messages go to logs and the snapshot."""
+    if isinstance(got, dict | list):
+        return type(got).__name__
+    if isinstance(got, str):
+        try:
+            float(got)
+        except ValueError:
+            return f"a string of {len(got)} character{'' if len(got) == 1 else 's'}"
+    return repr(got)[:60]
+
+
 class SchemaError(ValueError):
     """A payload whose shape is not Horizon's: names the endpoint, the JSON path and the expectation."""
 
     def __init__(self, endpoint: str, path: str, expected: str, got: object) -> None:
         self.endpoint = endpoint
         self.path = path
-        shown = type(got).__name__ if isinstance(got, dict | list) else repr(got)[:60]
-        super().__init__(f"/api/{endpoint} {path}: expected {expected}, got {shown}")
+        super().__init__(f"/api/{endpoint} {path}: expected {expected}, got {shown(got)}")
 
 
 class Supervisor(NamedTuple):

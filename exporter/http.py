@@ -67,6 +67,10 @@ def client_error(exc: BaseException, where: str, timeout: float) -> FetchError:
         return FetchError("tls", f"{where}: TLS failed: {exc}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return FetchError("connection", f"{where}: cannot connect: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # A response that does not parse as HTTP; aiohttp's message quotes the offending line, which may echo our
+        # own request headers (credentials) back, so it is not shown.
+        return FetchError("connection", f"{where}: the answer is not valid HTTP")
     return FetchError("connection", f"{where}: {type(exc).__name__}: {exc}")
 
 

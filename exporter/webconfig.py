@@ -288,7 +288,9 @@ def server_context(tls: TLSServerConfig) -> ssl.SSLContext:
         try:
             ctx.load_cert_chain(cert, key, password=no_passphrase)
         except OSError as exc:
-            what = "cert and key" if tls.cert is not None else f"{tls.cert_file} with the key {tls.key_file}"
+            cert_name = tls.cert_file if tls.cert is None else "(inline cert)"
+            key_name = tls.key_file if tls.key is None else "(inline key)"
+            what = f"{cert_name} with the key {key_name}"
             raise TLSFileError("cert_file", f"cannot load the server certificate {what}: {_reason(exc)}") from None
     finally:
         for fd in opened:

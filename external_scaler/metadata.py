@@ -18,11 +18,12 @@ _UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
 class MetadataError(ValueError):
-    """A trigger metadata problem; the message names the key, the value and what was expected."""
+    """A trigger metadata problem; the message names the key, the value (unless `shown` is false) and what was
+    expected."""
 
-    def __init__(self, key: str, value: str | None, expected: str) -> None:
+    def __init__(self, key: str, value: str | None, expected: str, *, shown: bool = True) -> None:
         self.key, self.value, self.expected = key, value, expected
-        got = "missing" if value is None else f"got {value!r}"
+        got = "missing" if value is None else f"got {value!r}" if shown else "its value is not shown"
         super().__init__(f"trigger metadata {key}: expected {expected}, {got}")
 
 
@@ -94,7 +95,10 @@ def parse_metadata(meta: Mapping[str, str]) -> Trigger:
     meta = _resolve_from_env(meta)
     unknown = sorted(k for k in meta if k not in KNOWN_KEYS and k not in KEDA_KEYS)
     if unknown:
-        raise MetadataError(unknown[0], meta[unknown[0]], "one of the keys " + ", ".join(KNOWN_KEYS))
+        # Not echoed: KEDA resolves `<key>FromEnv` from the workload's environment — Secrets included — so a key
+        # copied from another scaler's trigger (`passwordFromEnv`) arrives holding a password, and the status goes to
+        # KEDA's log and the ScaledObject's events.
+        raise MetadataError(unknown[0], meta[unknown[0]], "one of the keys " + ", ".join(KNOWN_KEYS), shown=False)
     microservice = meta.get("microservice", "").strip()
     if not microservice:
         raise MetadataError("microservice", meta.get("microservice"), "the microservice name the exporter reports")

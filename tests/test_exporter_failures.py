@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 
 import pytest
@@ -123,3 +125,41 @@ async def test_never_two_polls_of_one_target_in_flight(horizon, make_exporter):
     await wait_for(client, lambda s: s.targets["orders"].attempts >= 5)
     # One poll = three concurrent requests (stats, workload, masters); never more.
     assert fake.peak_in_flight == 3
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("a number", "schema"), ("an object", "schema"), ("a malformed header line", "connection")],
+)
+async def test_a_horizon_echoing_the_token_back_never_gets_it_into_a_message(make_exporter, tmp_path, where, reason):
+    # Horizon (or whatever answers in its place) holds the token anyway; logs and the snapshot reach other people.
+    token = "s3cret-token-0123456789abcdef"
+    (tmp_path / "token").write_text(token)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        endpoint = head.split(" ", 2)[1].rsplit("/", 1)[1]
+        auth = next(line for line in head.split("\r\n") if line.lower().startswith("authorization:"))[14:].strip()
+        bodies = {  # per endpoint; the echo goes where the case says
+            "a number": {"stats": {"processes": auth}, "workload": [], "masters": {}},
+            "an object": {"stats": {"processes": 1}, "workload": [], "masters": {"m": auth}},
+            "a malformed header line": {"stats": {"processes": 1}, "workload": [], "masters": {}},
+        }[where]
+        body = json.dumps(bodies[endpoint])
+        extra = f"X-Echo\x01: {auth}\r\n" if where == "a malformed header line" else ""
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n"
+                     f"Connection: close\r\n\r\n{body}".encode())  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        target = fixed_target("orders", f"http://127.0.0.1:{port}/horizon", bearer_token_file=str(tmp_path / "token"))
+        client = await make_exporter(config(target))
+        snap = await wait_for(client, lambda s: s.targets["orders"].attempts >= 1)
+    finally:
+        server.close()
+    error = snap.targets["orders"].error
+    assert error is not None and error.reason == reason, error
+    assert token not in error.message, error.message

@@ -135,6 +135,17 @@ async def test_unmapped_string_is_not_a_number(make_exporter, upstream):
     assert 'probe_json_errors{reason="not_a_number"} 1' in text
 
 
+async def test_a_value_that_is_not_a_number_is_never_copied_into_the_log(make_exporter, upstream, caplog):
+    # An upstream may echo the module's credentials back where a number belongs; the log says what, not the text.
+    upstream.data["doc"]["state"] = "Bearer s3cret-token-0123456789abcdef"
+    client = await make_exporter(cfg(SIMPLE))
+    with caplog.at_level(logging.INFO, logger="horizon_keda.probe"):
+        _, text = await get_probe(client, target=str(upstream.make_url("/doc")))
+    assert 'probe_json_errors{reason="not_a_number"} 1' in text
+    assert "app_state: path: cannot convert a string of 36 characters to a number" in caplog.text
+    assert "s3cret" not in caplog.text and "s3cret" not in text
+
+
 async def test_scrape_timeout_header_bounds_the_upstream_call(make_exporter, upstream):
     client = await make_exporter(cfg(SIMPLE))
     loop = asyncio.get_running_loop()

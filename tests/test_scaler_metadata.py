@@ -57,6 +57,16 @@ def test_malformed_metadata_names_key_value_and_expectation(meta: dict[str, str]
     assert str(info.value).startswith(f"trigger metadata {message}")
 
 
+def test_the_value_of_an_unknown_key_is_never_shown():
+    # KEDA resolves `passwordFromEnv` from the workload's environment: a copied trigger sends us a password.
+    with pytest.raises(MetadataError) as info:
+        parse_metadata({"microservice": "orders", "passwordFromEnv": "s3cret-from-a-Secret"})
+    assert str(info.value) == (
+        "trigger metadata passwordFromEnv: expected one of the keys microservice, metric, queue, threshold, "
+        "activationThreshold, thresholdMode, its value is not shown"
+    )
+
+
 def test_missing_microservice_is_refused():
     with pytest.raises(
         MetadataError, match="microservice: expected the microservice name the exporter reports, missing"

@@ -217,3 +217,14 @@ def test_server_context_applies_versions_suites_and_client_verification(tmp_path
     assert ctx.minimum_version == ctx.maximum_version == ssl.TLSVersion.TLSv1_2
     tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12 == ["ECDHE-ECDSA-AES256-GCM-SHA384"]
+
+
+def test_a_file_cert_with_an_inline_key_that_does_not_match_names_both(tmp_path):
+    ca = CA()
+    cert, _ = ca.issue("exporter").write(tmp_path, "server")
+    other = ca.issue("other")
+    config = parse_web_config({"tls_server_config": {"cert_file": cert, "key": other.key.decode()}}, "web.yml")
+    assert config.tls is not None
+    with pytest.raises(Exception, match=r"server.crt with the key \(inline key\)") as info:
+        server_context(config.tls)
+    assert "PRIVATE KEY" not in str(info.value)

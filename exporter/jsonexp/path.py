@@ -240,7 +240,12 @@ def to_number(value: Any, value_map: Mapping[str, float] | None = None) -> float
                 return _BOOLS[value]
             if value == "<nil>":
                 return math.nan
-    raise ValueError(f"cannot convert {to_text(value)[:60]!r} to a number")
+    # Never the text itself: the upstream may echo the module's credentials back where a number belongs.
+    if isinstance(value, str):
+        shown = f"a string of {len(value)} character{'' if len(value) == 1 else 's'}"
+    else:
+        shown = "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else "a value"
+    raise ValueError(f"cannot convert {shown} to a number")
 
 
 def value_of(template: Template, datum: DatumInContext, params: Mapping[str, str] | None = None) -> Any:
