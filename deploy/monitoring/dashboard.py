@@ -220,8 +220,8 @@ def build() -> dashboard.Dashboard:
             states(
                 6,
                 "Horizon targets up",
-                "1 while the latest poll of the Horizon target succeeded, on every exporter replica "
-                "(HorizonTargetDown fires after 5 minutes down).",
+                "1 while the latest poll of the Horizon target succeeded on every exporter replica, 0 when one "
+                "failed (HorizonTargetDown fires when all have failed for 5 minutes).",
                 UP_DOWN,
                 query("min by (target) (horizon_target_up)", "{{target}}"),
             )
