@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint protos bench clean
+.PHONY: run test lint protos monitoring bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench: $(STAMP)
 protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iexternal_scaler/_proto=protos --python_out=. --grpc_python_out=. \
 		--pyi_out=. protos/externalscaler.proto
+
+# Regenerate deploy/monitoring's dashboard JSON and PrometheusRule; tests/test_monitoring.py fails when this would
+# change either (edit dashboard.py and rules.yml, not what they generate).
+monitoring: $(STAMP)
+	$(PY) deploy/monitoring/dashboard.py
+	$(PY) deploy/monitoring/prometheusrule.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -48,9 +48,11 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh-scaledobject-v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh-triggerauthentication-v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-servicemonitor-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com-prometheusrule-v1.json",
 }
 APP = "horizon-keda"
 HARDENED = "mtls"  # the overlay with every protection on
+SCALER_JOB = "horizon-keda-scaler"  # the scaler's scrape job name, which deploy/monitoring's rules select
 
 
 # --- loading -----------------------------------------------------------------------------------------------
@@ -89,6 +91,19 @@ def exporter_endpoint(objs: list[dict]) -> dict:
     """The ServiceMonitor's endpoint for the exporter (port `metrics`; the scaler's `scaler-metrics` is the other)."""
     (endpoint,) = [e for e in one(objs, "ServiceMonitor")["spec"]["endpoints"] if e.get("port") == "metrics"]
     return endpoint
+
+
+def exporter_config(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The exporter's ConfigMap (horizon-keda-config-<hash>; deploy/monitoring adds the dashboard's)."""
+    (found,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(f"{APP}-config")]
+    return found
+
+
+def components(overlay: str) -> list[str]:
+    """The components an overlay lists, by their path under deploy/ (e.g. "components/servicemonitor")."""
+    here = DEPLOY / "overlays" / overlay
+    listed = yaml.safe_load((here / "kustomization.yaml").read_text()).get("components", [])
+    return [str((here / c).resolve().relative_to(DEPLOY)) for c in listed]
 
 
 def containers(objects: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
@@ -206,8 +221,9 @@ def test_overlay_renders_the_expected_objects(overlay):
     kinds = sorted(o["kind"] for o in render(overlay))
     base = ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service",
             "ServiceAccount"]  # fmt: skip
-    expected = sorted(base + ([] if overlay == "without-servicemonitor" else ["ServiceMonitor"]))
-    assert kinds == expected
+    operator = ["ServiceMonitor"] if "components/servicemonitor" in components(overlay) else []
+    monitoring = ["ConfigMap", "PrometheusRule"] if "monitoring" in components(overlay) else []
+    assert kinds == sorted(base + operator + monitoring)
     assert {o["metadata"].get("namespace") for o in render(overlay) if o["kind"] != "Namespace"} == {APP}
 
 
@@ -218,11 +234,27 @@ def test_builtin_objects_validate_against_kubernetes_schemas(overlay):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
+def test_prometheus_operator_overlays_add_dashboard_and_alerts():
+    """deploy/monitoring reads what components/servicemonitor scrapes (it adds no scrape target of its own), so an
+    overlay has both or neither; the Prometheus Operator overlays have both."""
+    for overlay in OVERLAYS:
+        has = {"components/servicemonitor", "monitoring"} & set(components(overlay))
+        assert has in (set(), {"components/servicemonitor", "monitoring"}), overlay
+    assert "monitoring" in components("with-servicemonitor") and "monitoring" in components("mtls")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_servicemonitor_validates_against_the_prometheus_operator_crd(overlay):
+def test_custom_objects_validate_against_their_crds(overlay):
+    """ServiceMonitor and PrometheusRule against the Prometheus Operator's schemas."""
     for obj in render(overlay):
         if is_custom(obj):
             assert crd_errors(obj) == [], obj["kind"]
+
+
+def test_strict_crd_validation_rejects_a_misspelt_rule_field():
+    rule = copy.deepcopy(one(render("with-servicemonitor"), "PrometheusRule"))
+    rule["spec"]["groups"][0]["rules"][0]["severity"] = "warning"  # belongs under labels
+    assert any("severity" in e for e in crd_errors(rule))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -323,6 +355,10 @@ def test_servicemonitor_scrapes_the_metrics_port(overlay):
     annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "false"  # no second scrape by an annotation-driven job
     assert annotations["prometheus.io/path"] == endpoints["metrics"]["path"]
+    # The scaler's job name (what deploy/monitoring selects) and its own `namespace` label (the ScaledObject's).
+    scaler = endpoints["scaler-metrics"]
+    assert scaler["honorLabels"] is True
+    assert scaler["relabelings"] == [{"action": "replace", "targetLabel": "job", "replacement": SCALER_JOB}]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -364,7 +400,7 @@ def test_networkpolicy_admits_exactly_prometheus_and_keda(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_egress_reaches_the_configured_horizons(overlay):
     objs = render(overlay)
-    config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
+    config = yaml.safe_load(exporter_config(objs)["data"]["config.yml"])
     allowed = {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
         for rule in one(objs, "NetworkPolicy")["spec"]["egress"] for peer in rule["to"]
@@ -410,7 +446,7 @@ def test_sidecar_reads_the_exporter_on_loopback_and_listens_on_the_grpc_port(ove
     upstream = urlsplit(flag(scaler["args"], "--exporter"))
     assert upstream.hostname in ("127.0.0.1", "localhost") and upstream.port == named["metrics"]
     assert int(flag(scaler["args"], "--listen").rsplit(":", 1)[1]) == named["grpc"]
-    config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"])
+    config = yaml.safe_load(exporter_config(objs)["data"]["config.yml"])
     assert int(config["listen"].rsplit(":", 1)[1]) == named["metrics"]
 
 
@@ -438,7 +474,7 @@ def test_the_scaler_serves_its_metrics_on_the_scaler_metrics_port(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_mounted_files_are_where_the_flags_and_config_look(overlay):
     objs = render(overlay)
-    configmap = one(objs, "ConfigMap")
+    configmap = exporter_config(objs)
     config = yaml.safe_load(configmap["data"]["config.yml"])
     exporter = containers(objs)["exporter"]
     volume, key = mounted(objs, exporter, flag(exporter["args"], "--config"))
@@ -505,7 +541,7 @@ def test_every_volume_and_secret_the_pod_needs_exists_or_has_an_example(overlay)
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_configmap_is_a_valid_exporter_config(overlay):
-    text = one(render(overlay), "ConfigMap")["data"]["config.yml"]
+    text = exporter_config(render(overlay))["data"]["config.yml"]
     config = validate(parse_config(yaml.safe_load(text), "config.yml", env={}))
     assert [t.name for t in config.targets] == ["orders", "payments"]
 
@@ -884,7 +920,9 @@ def test_the_documented_scrape_job_keeps_exactly_the_scaler_metrics_port():
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "deploy.md").read_text(), re.S)
                 if b.startswith("# prometheus.yml: scrape_configs")]  # fmt: skip
     (job,) = yaml.safe_load(block)
-    assert set(job) == {"job_name", "scrape_interval", "kubernetes_sd_configs", "relabel_configs"}
+    assert set(job) == {"job_name", "scrape_interval", "honor_labels", "kubernetes_sd_configs", "relabel_configs"}
+    # The job name and honor_labels the ServiceMonitor gives the scaler (deploy/monitoring's rules rely on both).
+    assert (job["job_name"], job["honor_labels"]) == (SCALER_JOB, True)
     (sd,) = job["kubernetes_sd_configs"]
     assert sd == {"role": "pod", "namespaces": {"names": [APP]}}
     keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
@@ -954,7 +992,7 @@ def test_the_documented_user_overlay_renders_and_retargets(tmp_path):
     assert set(files) == {"kustomization.yaml", "config.yml"}
     objs = render_documented(tmp_path, "my-overlay", files)
     assert {c["image"] for c in containers(objs).values()} == {"registry.example.com/platform/horizon-keda:0.1.0"}
-    config = validate(parse_config(yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yml"]), "config.yml", {}))
+    config = validate(parse_config(yaml.safe_load(exporter_config(objs)["data"]["config.yml"]), "config.yml", {}))
     assert config.targets[0].name == "core.laravel.svc.cluster.local/horizon"
     egress_namespaces = {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
