@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from external_scaler.metadata import Trigger
 from external_scaler.metrics import ScalerMetrics, TriggerBook, trigger_key
 from external_scaler.status import History, build_state, current_processes, message, number
 from tests.scaler_fixtures import microservice
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Clock:
@@ -179,3 +183,20 @@ def test_the_document_is_json_without_nan_and_names_are_data():
     assert json.loads(text)["microservices"][0]["name"] == name
     assert doc["kind"] == "state" and doc["version"] == 7 and doc["microservices"][0]["history"] == [3]
     assert message(state, history, version=8, after=1)["kind"] == "update"
+
+
+def test_the_documented_event_has_exactly_the_fields_the_scaler_sends():
+    """docs/scaler.md shows one `state` event; its keys are the ones build_state and message produce."""
+    text = (ROOT / "docs" / "scaler.md").read_text()
+    section = text[text.index("## Status page") :]
+    documented = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))  # type: ignore[union-attr]
+    metrics = ScalerMetrics()
+    metrics.decided_replicas("shop", "orders", Trigger("orders"), 9.0, 2)
+    history = History(5)
+    history.sample({"orders": 9})
+    real = message(_state({"orders": microservice(9.0)}, metrics, history), history, version=1, after=None)
+    assert set(documented) == set(real)
+    for part in ("source", "history"):
+        assert set(documented[part]) == set(real[part])
+    assert set(documented["microservices"][0]) == set(real["microservices"][0])
+    assert set(documented["microservices"][0]["triggers"][0]) == set(real["microservices"][0]["triggers"][0])
