@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint protos monitoring bench clean
+.PHONY: run test lint protos monitoring bench status-page-screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 	$(PY) bench/scaler_push.py
 	$(PY) bench/whatif_speed.py
 	$(PY) bench/whatif_calibration.py
+
+# Regenerate docs/status-page.png (README, docs/scaler.md): the browser test, letting the sparklines fill for a
+# minute first (STATUS_PAGE_SETTLE seconds); needs Debian's chromium and chromium-driver.
+status-page-screenshot: $(STAMP)
+	STATUS_PAGE_SCREENSHOT=docs/status-page.png $(PY) -m pytest -q -p no:cacheprovider tests/test_status_page_browser.py
 
 # Regenerate the committed gRPC code; tests/test_scaler_protos.py (test_regenerating_changes_nothing) fails
 # when this would change it.

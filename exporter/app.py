@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import signal
 import time
@@ -53,7 +54,10 @@ _LANDING = """<!doctype html>
 <li><a href="healthz">/healthz</a> &mdash; alive</li>
 <li><a href="readyz">/readyz</a> &mdash; config loaded and every target polled once</li>
 <li>/probe?module=M&amp;target=URL &mdash; json_exporter-style probe with the configured modules</li>
-</ul></body></html>
+{status_page}</ul></body></html>
+"""
+_STATUS_LINK = """<li><a href="{url}">status page</a> &mdash; the scaler's live view: every microservice's processes
+ against its threshold, and what KEDA was told</li>
 """
 
 
@@ -150,8 +154,11 @@ async def _probe(request: web.Request) -> web.Response:
     )
 
 
-async def _landing(request: web.Request) -> web.Response:
-    return web.Response(text=_LANDING.format(version=__version__), content_type="text/html")
+def landing_page(status_page_url: str | None) -> str:
+    """The landing page; with a link to the scaler's status page when its URL is configured (escaped: it is text
+    from a flag, and this page is served to anyone who reaches the port)."""
+    link = _STATUS_LINK.format(url=html.escape(status_page_url, quote=True)) if status_page_url else ""
+    return _LANDING.format(version=__version__, status_page=link)
 
 
 def create_app(
@@ -162,6 +169,7 @@ def create_app(
     start_poller: bool = True,
     load: Callable[[], Config] | None = None,
     guard: WebGuard | None = None,
+    status_page_url: str | None = None,
 ) -> web.Application:
     """Build the exporter application for `config`; the poller starts with the app and stops with it.
 
@@ -169,6 +177,7 @@ def create_app(
     snapshot store directly (see collector.py). `load` re-reads the configuration on a reload (SIGHUP or a changed
     file) the way the process was started; by default the config file alone. `guard` applies the web config
     (--web-config-file: basic auth, headers, rate limit; its TLS context goes to the listener); default: none.
+    `status_page_url` (--status-page-url, already validated) makes the landing page link to the scaler's status page.
     """
     guard = guard if guard is not None else WebGuard(None)
     app = web.Application(middlewares=[guard.middleware])
@@ -234,6 +243,11 @@ def create_app(
     app.cleanup_ctx.append(polling)
     app.cleanup_ctx.append(probing)
     app.on_shutdown.append(release_waiters)
+    landing = landing_page(status_page_url)
+
+    async def _landing(request: web.Request) -> web.Response:
+        return web.Response(text=landing, content_type="text/html")
+
     app.router.add_get("/", _landing)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)

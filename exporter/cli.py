@@ -8,12 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from urllib.parse import SplitResult, urlsplit
 
 from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_from_flag, validate
+from .config import DEFAULT_LISTEN, Config, load_config, redact_url, split_listen, target_from_flag, validate
 from .gcpause import tune_collector
 from .mapping import Fixed
 from .process import LOG_FORMATS, configure_logging, new_event_loop
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target", action="append", default=[], metavar="MICROSERVICE=URL",
         help="a Horizon base URL for one microservice; repeat for more (added to the file's targets)",
+    )  # fmt: skip
+    p.add_argument(
+        "--status-page-url", metavar="URL",
+        help="link the landing page to the scaler's status page at this http(s) URL (e.g. http://localhost:9109/ "
+        "through kubectl port-forward; env: HORIZON_EXPORTER_STATUS_PAGE_URL)",
     )  # fmt: skip
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json: one JSON object per line")
@@ -128,6 +134,24 @@ def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     return validate(dataclasses.replace(config, **changes))  # type: ignore[arg-type]
 
 
+def status_page_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The --status-page-url flag (or its variable), checked: an http(s) URL with a host and no credentials."""
+    raw = args.status_page_url if args.status_page_url is not None else env.get(ENV_PREFIX + "STATUS_PAGE_URL")
+    if not raw:
+        return None
+    source = "--status-page-url" if args.status_page_url is not None else ENV_PREFIX + "STATUS_PAGE_URL"
+    try:
+        parts: SplitResult | None = urlsplit(raw)
+        _ = parts.port if parts is not None else None  # a port that is not a number raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(source, "", f"expected an http(s) URL, got {redact_url(raw)!r}")
+    if parts.username or parts.password:
+        raise ConfigError(source, "", "expected a URL without credentials (it is shown on the landing page)")
+    return raw
+
+
 def _summary(config: Config, web_config: WebConfig | None) -> str:
     lines = [f"config OK ({config.source}): listen {config.listen}, poll every {config.poll_interval:g}s"]
     if web_config is not None:
@@ -152,6 +176,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     try:
         config = resolve_config(args, env)
+        status_page = status_page_url(args, env)
         web_config, context = load_web_config(args.web_config_file) if args.web_config_file else (None, None)
     except ConfigError as exc:
         print(f"horizon-exporter: configuration error: {exc}", file=sys.stderr)
@@ -170,7 +195,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     tune_collector()
     loop = new_event_loop(os.environ)
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
-    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env), guard=guard)
+    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env), guard=guard,
+                     status_page_url=status_page)  # fmt: skip
     web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop, ssl_context=guard.ssl_context)
     return 0
 

@@ -19,6 +19,7 @@ from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
 from .source import Source
+from .status_web import StatusPage
 from .tenants import TenantsError, TenantsFile
 from .tls import TLSFiles
 from .web import WebServer, create_app, parse_listen
@@ -64,6 +65,12 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
         "HORIZON_SCALER_METRICS_LISTEN",
         None,
         "HOST:PORT to serve Prometheus /metrics on (gRPC and scaler metrics; docs/scaler.md); off when unset",
+    ),
+    (
+        "--status-page",
+        "HORIZON_SCALER_STATUS_PAGE",
+        "true",
+        "true or false: the live status page at / and /events on the --metrics-listen port (docs/scaler.md)",
     ),
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
     ("--log-format", "HORIZON_SCALER_LOG_FORMAT", "text", "text or json (one JSON object per line)"),
@@ -112,6 +119,9 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         parser.error(f"--log-level: expected debug, info, warning or error, got {args.log_level!r}")
     if args.log_format.lower() not in LOG_FORMATS:
         parser.error(f"--log-format: expected text or json, got {args.log_format!r}")
+    if args.status_page.lower() not in ("true", "false"):
+        parser.error(f"--status-page: expected true or false, got {args.status_page!r}")
+    args.status_page = args.status_page.lower() == "true"
     if args.metrics_listen:  # empty (e.g. the env var set to "") means off, like unset
         try:
             args.metrics_listen = parse_listen(args.metrics_listen)
@@ -171,14 +181,18 @@ async def serve(args: argparse.Namespace) -> int:
     web_server = None
     if metrics is not None:
         host, web_port = args.metrics_listen
-        web_server = WebServer(create_app(metrics.registry()), host, web_port)
+        app = create_app(metrics.registry())
+        if args.status_page:
+            StatusPage(server.source, metrics.triggers).attach(app)
+        web_server = WebServer(app, host, web_port)
         try:
             web_port = await web_server.start()
         except OSError as exc:
             log.error("--metrics-listen: cannot listen on %s:%d: %s", host, web_port, exc.strerror or exc)
             await server.stop(0)
             return 1
-        log.info("serving /metrics on %s (port %d)", host, web_port)
+        log.info("serving /metrics on %s (port %d)%s", host, web_port,
+                 "; the status page at / (events at /events)" if args.status_page else "")  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -56,6 +56,7 @@ class TriggerState:
     longest_gap: float = 0.0
     active: bool | None = None
     replicas: int | None = None
+    decided_at: float | None = None  # the book's clock at the last successful read: the status page's last decision
 
 
 class TriggerBook:
@@ -80,6 +81,9 @@ class TriggerBook:
         self.forget_after = forget_after
         self.max_triggers = max_triggers
         self.entries: dict[TriggerKey, TriggerState] = {}  # least recently asked first
+        # Grows when a trigger appears or goes, or what it read or decided changes (not at a mere repeat): the status
+        # page sends an update only then.
+        self.version = 0
 
     def _asked(self, key: TriggerKey) -> TriggerState | None:
         state = self.entries.pop(key, None)
@@ -103,11 +107,17 @@ class TriggerBook:
             state = self.entries[key] = TriggerState(
                 value, trigger.threshold, trigger.activation_threshold, trigger.mode, self.clock()
             )
+            self.version += 1
         else:
+            if (state.value, state.threshold, state.activation_threshold, state.mode) != (
+                value, trigger.threshold, trigger.activation_threshold, trigger.mode
+            ):  # fmt: skip
+                self.version += 1
             state.value = value
             state.threshold, state.activation_threshold, state.mode = (
                 trigger.threshold, trigger.activation_threshold, trigger.mode
             )  # fmt: skip
+        state.decided_at = state.asked_at
         return state
 
     def expires_after(self, state: TriggerState) -> float:
@@ -120,6 +130,8 @@ class TriggerBook:
         gone = [k for k, s in self.entries.items() if now - s.asked_at > self.expires_after(s)]
         for key in gone:
             del self.entries[key]
+        if gone:
+            self.version += 1
         return len(gone)
 
 
@@ -153,11 +165,19 @@ class ScalerMetrics:
 
     def decided_active(self, namespace: str, name: str, trigger: Trigger, value: float, active: bool) -> None:
         """IsActive / StreamIsActive read `value` and decided `active`."""
-        self.triggers.record(trigger_key(namespace, name, trigger), trigger, value).active = active
+        book = self.triggers
+        state = book.record(trigger_key(namespace, name, trigger), trigger, value)
+        if state.active is not active:
+            state.active = active
+            book.version += 1
 
     def decided_replicas(self, namespace: str, name: str, trigger: Trigger, value: float, replicas: int) -> None:
         """GetMetrics read `value`, which asks for `replicas`."""
-        self.triggers.record(trigger_key(namespace, name, trigger), trigger, value).replicas = replicas
+        book = self.triggers
+        state = book.record(trigger_key(namespace, name, trigger), trigger, value)
+        if state.replicas != replicas:
+            state.replicas = replicas
+            book.version += 1
 
     def asked(self, namespace: str, name: str, trigger: Trigger) -> None:
         """A call about the trigger that read nothing (its read failed, or GetMetricSpec)."""

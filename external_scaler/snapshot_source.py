@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -104,6 +104,11 @@ class SnapshotSource(Source):
     def age(self) -> float | None:
         view = self._view
         return None if view is None else self._clock() - view.received_at
+
+    def microservices(self) -> Mapping[str, Mapping[str, Any]]:
+        """The newest document's microservices (kept while the exporter is unreachable; empty before the first)."""
+        view = self._view
+        return view.microservices if view is not None else MappingProxyType({})
 
     @property
     def description(self) -> str:

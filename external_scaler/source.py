@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 from .metadata import Trigger
 
@@ -68,4 +70,9 @@ class Source(ABC):
     @property
     def age(self) -> float | None:
         """Seconds since the upstream last answered successfully; None before its first answer."""
+        return None
+
+    def microservices(self) -> Mapping[str, Mapping[str, Any]] | None:
+        """Every microservice the upstream reports, as the snapshot document's `microservices` entries (processes,
+        up, stale, ...); None when the source has no such list (Prometheus knows only what triggers ask about)."""
         return None

@@ -1,5 +1,5 @@
 """The scaler's HTTP side (`--metrics-listen HOST:PORT`): an aiohttp app factory and its server on the scaler's
-event loop. Today it serves `/metrics`; further pages add routes to the app `create_app` returns."""
+event loop. It serves `/metrics`; the status page (status_web.py) adds `/` and `/events` to the app."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ class WebServer:
     async def start(self) -> int:
         """Bind and serve; returns the bound port. Raises OSError when the address cannot be bound."""
         # No access log: Prometheus scraping every 15 s would fill the scaler's log with nothing worth reading.
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # shutdown_timeout: what a request still running at stop gets; open status streams end on the app's
+        # on_shutdown before that, so only a stuck /metrics render could use it.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_port=False)

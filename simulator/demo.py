@@ -22,6 +22,7 @@ from .cli import targets_text
 SIMULATOR = ("127.0.0.1", 9200)
 EXPORTER = ("127.0.0.1", 9108)
 SCALER = ("127.0.0.1", 6000)
+SCALER_WEB = ("127.0.0.1", 9109)  # the scaler's /metrics and status page (--metrics-listen)
 EXAMPLE_MODULES = Path(__file__).resolve().parents[1] / "examples" / "horizon.yml"
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     want = [("simulator", SIMULATOR), ("exporter", EXPORTER)]
     with_scaler = importlib.util.find_spec("external_scaler.cli") is not None
     if with_scaler:
-        want.append(("scaler", SCALER))
+        want += [("scaler", SCALER), ("scaler status page", SCALER_WEB)]
     taken = [f"{name} {host}:{port}" for name, (host, port) in want if not _port_free(host, port)]
     if taken:
         print(f"make run: port already in use: {', '.join(taken)} (is a previous `make run` still going?)")
@@ -78,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
                  str(args.speed), "--start-at", str(args.start_at)]  # fmt: skip
     if with_scaler:  # the simulated KEDA + HPA + cluster scales the demo's pods through the real scaler
         simulator += ["--keda", f"{SCALER[0]}:{SCALER[1]}"]
-    commands = [
-        simulator,
-        [py, "-m", "exporter", "--config", str(config), "--listen", f"{EXPORTER[0]}:{EXPORTER[1]}"],
-    ]
+    status_page = f"http://{SCALER_WEB[0]}:{SCALER_WEB[1]}/"
+    exporter = [py, "-m", "exporter", "--config", str(config), "--listen", f"{EXPORTER[0]}:{EXPORTER[1]}"]
+    if with_scaler:  # the exporter's landing page links to the scaler's status page
+        exporter += ["--status-page-url", status_page]
+    commands = [simulator, exporter]
     if with_scaler:
         commands.append([
             py, "-m", "external_scaler", "--listen", f"{SCALER[0]}:{SCALER[1]}",
-            "--exporter", f"http://{EXPORTER[0]}:{EXPORTER[1]}",
+            "--exporter", f"http://{EXPORTER[0]}:{EXPORTER[1]}", "--metrics-listen", f"{SCALER_WEB[0]}:{SCALER_WEB[1]}",
         ])  # fmt: skip
     procs = [subprocess.Popen(cmd) for cmd in commands]
 
@@ -110,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             "\nhorizon-keda is running on loopback (Ctrl-C stops it):\n"
             f"  Horizon simulator  {sim_url}/  (orders, payments, shipping; core: notifications, inventory, reports)\n"
             f"  exporter           http://{m}/\n"
-            + (f"  scaler (gRPC)      {SCALER[0]}:{SCALER[1]}\n" if with_scaler else "")
+            + (
+                f"  scaler (gRPC)      {SCALER[0]}:{SCALER[1]}\n"
+                f"  status page        {status_page}  (live: processes against thresholds, KEDA's decisions)\n"
+                if with_scaler
+                else ""
+            )
             + "\nTry:\n"
             f"  curl -s {m}/metrics | grep horizon_microservice_processes\n"
             f"  curl -s {m}/api/v1/snapshot | python3 -m json.tool | head -40\n"

@@ -24,13 +24,14 @@ from tests.fake_horizon import FakeHorizon
 from tests.payloads import topology_a
 
 
-def require_binary(name: str) -> str:
-    """Path of a system binary; skip locally when missing, fail under CI=true (CI must not skip)."""
+def require_binary(name: str, package: str = "prometheus") -> str:
+    """Path of a system binary from Debian's `package`; skip locally when missing, fail under CI=true (CI must not
+    skip)."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{name} is not on PATH; .ci/run installs it")
-        pytest.skip(f"{name} is not installed (apt-get install prometheus); CI installs it")
+        pytest.skip(f"{name} is not installed (apt-get install {package}); CI installs it")
     return path
 
 

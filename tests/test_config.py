@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from exporter.cli import build_parser, main, resolve_config
+from exporter.cli import build_parser, main, resolve_config, status_page_url
 from exporter.config import load_config
 from exporter.mapping import Fixed, Pattern
 from exporter.yamlreader import ConfigError
@@ -293,3 +293,33 @@ def test_target_flag_errors_redact_the_url(flag, capsys):
     assert "configuration error: --target" in err and "***@h/horizon" in err
     for secret in SECRETS:
         assert secret not in err
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:9109/", "https://status.example/horizon-keda?x=1", "http://[::1]:9109/"]
+)
+def test_status_page_url_takes_http_urls_from_the_flag_or_the_variable(url: str):
+    assert status_page_url(build_parser().parse_args(["--status-page-url", url]), {}) == url
+    assert status_page_url(build_parser().parse_args([]), {"HORIZON_EXPORTER_STATUS_PAGE_URL": url}) == url
+    assert status_page_url(build_parser().parse_args([]), {}) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("localhost:9109", "--status-page-url: expected an http(s) URL, got 'localhost:9109'"),
+        ("javascript:alert(1)", "--status-page-url: expected an http(s) URL, got 'javascript:alert(1)'"),
+        ("http://host:port/", "--status-page-url: expected an http(s) URL, got 'http://host:port/'"),
+        ("http:///nohost", "--status-page-url: expected an http(s) URL"),
+        ("https://user:pw@host/", "--status-page-url: expected a URL without credentials"),
+    ],
+)
+def test_a_bad_status_page_url_exits_2_naming_the_flag(url: str, message: str, capsys):
+    assert main(["--target", "a=http://a/horizon", "--status-page-url", url], env={}) == 2
+    err = capsys.readouterr().err
+    assert message in err and "pw" not in err
+
+
+def test_a_bad_status_page_url_variable_is_named():
+    with pytest.raises(ConfigError, match="HORIZON_EXPORTER_STATUS_PAGE_URL: expected an http"):
+        status_page_url(build_parser().parse_args([]), {"HORIZON_EXPORTER_STATUS_PAGE_URL": "ftp://x"})

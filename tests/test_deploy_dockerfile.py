@@ -357,8 +357,11 @@ async def test_scaler_serves_with_a_read_only_root_filesystem(image_venv, read_o
                     with contextlib.suppress(grpc.aio.AioRpcError):
                         status = (await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)).status
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        async with aiohttp.ClientSession() as session, session.get(metrics_url) as resp:
-            text = await resp.text()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(metrics_url) as resp:
+                text = await resp.text()
+            async with session.get(f"http://127.0.0.1:{metrics_port}/") as page:  # the status page ships in the wheel
+                assert page.status == 200 and "script-src 'sha256-" in page.headers["Content-Security-Policy"]
         assert 'grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health"' in text
     finally:
         stop(proc)

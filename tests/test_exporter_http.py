@@ -6,10 +6,10 @@ import asyncio
 import json
 import re
 
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import STORE
+from exporter.app import STORE, create_app
 from exporter.config import Config, TargetConfig
 from exporter.mapping import Pattern
 from tests.conftest import fixed_target, wait_for
@@ -170,6 +170,16 @@ async def test_health_ready_and_landing(horizon, make_exporter):
     landing = await (await client.get("/")).text()
     for link in ("metrics", "api/v1/snapshot", "healthz", "readyz"):
         assert f'href="{link}"' in landing
+    assert "status page" not in landing, "no link unless --status-page-url is given"
+
+
+async def test_the_landing_page_links_to_the_status_page_escaped():
+    url = 'http://localhost:9109/?a=1&b="><script>alert(1)</script>'
+    server = TestServer(create_app(Config(targets=()), status_page_url=url, start_poller=False), host="127.0.0.1")
+    async with TestClient(server) as client:
+        landing = await (await client.get("/")).text()
+    assert '<a href="http://localhost:9109/?a=1&amp;b=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;">' in landing
+    assert "<script>" not in landing
 
 
 async def test_openmetrics_negotiation(horizon, make_exporter):

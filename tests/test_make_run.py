@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulator.demo import EXPORTER, SCALER, SIMULATOR
+from simulator.demo import EXPORTER, SCALER, SCALER_WEB, SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def _get(url: str) -> str:
 
 
 def test_demo_serves_what_it_prints(tmp_path):
-    busy = [f"{h}:{p}" for h, p in (SIMULATOR, EXPORTER, SCALER) if _busy(h, p)]
+    busy = [f"{h}:{p}" for h, p in (SIMULATOR, EXPORTER, SCALER, SCALER_WEB) if _busy(h, p)]
     if busy:
         if os.environ.get("CI") == "true":
             pytest.fail(f"ports of `make run` are taken under CI: {busy}")
@@ -64,6 +64,15 @@ def test_demo_serves_what_it_prints(tmp_path):
         assert probed["probe_success"].samples[0].value == 1
         assert probed["horizon_microservice_processes"].samples[0].labels == {"microservice": "orders"}
         assert _busy(*SCALER), "the scaler is not listening"
+        page_url = re.search(r"status page +(http://\S+/)", text)
+        assert page_url, text
+        with urllib.request.urlopen(page_url.group(1), timeout=10) as resp:
+            assert "script-src 'sha256-" in resp.headers["Content-Security-Policy"] and b"EventSource" in resp.read()
+        assert f'href="{page_url.group(1)}"' in _get(f"http://localhost:{EXPORTER[1]}/"), "the landing page links it"
+        with urllib.request.urlopen(page_url.group(1) + "events", timeout=10) as events:
+            lines = iter(events.readline, b"")
+            state = next(json.loads(line[len(b"data: ") :]) for line in lines if line.startswith(b"data: "))
+        assert want <= {m["name"] for m in state["microservices"]}
         live_cmd = re.search(r"curl -s (\S+/-/live)", text)
         assert live_cmd, text
         # The simulated KEDA + HPA asks the real scaler and multiplies the busy microservices' pods (masters).
@@ -89,4 +98,4 @@ def test_demo_serves_what_it_prints(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     time.sleep(0.5)
-    assert not any(_busy(h, p) for h, p in (SIMULATOR, EXPORTER, SCALER)), "a child outlived `make run`"
+    assert not any(_busy(h, p) for h, p in (SIMULATOR, EXPORTER, SCALER, SCALER_WEB)), "a child outlived `make run`"
