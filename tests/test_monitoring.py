@@ -384,3 +384,12 @@ async def test_every_query_runs_on_a_real_prometheus_scraping_exporter_and_scale
                 if needs_data and not answer["data"]["result"]:
                     empty.append((where, promql))
             assert empty == []
+
+
+def test_readme_lists_exactly_the_alerts_of_the_rules():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Observability\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^  \| `(Horizon\w+)` \|", section, re.M))
+    rules = yaml.safe_load((Path(__file__).resolve().parent.parent / "deploy" / "monitoring" / "rules.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert listed == alerts

@@ -425,3 +425,17 @@ async def test_promtool_finds_nothing_to_lint(exporter: FakeExporter):
     assert "horizon_scaler_push_latency_seconds_bucket" in text and "grpc_server_handled_total" in text
     run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert (run.returncode, run.stdout + run.stderr) == (0, "")
+
+
+def test_readme_names_only_families_the_docs_list():
+    """README's Observability table abbreviates docs/scaler.md's; every family it names must exist there."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("\n## Observability\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(_documented_metrics())
+    named: set[str] = set()
+    for cell in re.findall(r"^  \| (`(?:grpc_server|horizon_scaler)_[^|]+`) \|", section, re.M):
+        names = re.findall(r"`([\w…]+)`", cell)
+        prefix = names[0].rsplit("_", 1)[0] if "…" in cell else ""
+        for name in names:
+            named.add(prefix + name[1:] if name.startswith("…") else name)
+    assert named and named <= documented, named - documented
