@@ -69,3 +69,7 @@ class Source(ABC):
     def age(self) -> float | None:
         """Seconds since the upstream last answered successfully; None before its first answer."""
         return None
+
+    def upstreams(self) -> list[tuple[str, bool, float | None]]:
+        """Each exporter followed, as (base URL, fresh, age): the per-exporter metrics. Empty for other sources."""
+        return []
