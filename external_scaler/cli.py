@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
+from .discovery import ExporterSpec, parse_exporter
 from .exporter_auth import ExporterAuth, ExporterAuthError, ExporterCredentials
+from .fanin import FanInSource
 from .metrics import ScalerMetrics
 from .process import LOG_FORMATS, configure_logging, new_event_loop
 from .prometheus_source import PrometheusSource
@@ -28,7 +30,19 @@ log = logging.getLogger("horizon_keda.scaler")
 # flag, env var, default, help
 FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--listen", "HORIZON_SCALER_LISTEN", "0.0.0.0:6000", "gRPC address KEDA connects to (scalerAddress)"),
-    ("--exporter", "HORIZON_SCALER_EXPORTER", "http://127.0.0.1:9108", "the exporter's base URL (sidecar source)"),
+    (
+        "--exporter",
+        "HORIZON_SCALER_EXPORTER",
+        "http://127.0.0.1:9108",
+        "an exporter's base URL; repeat it (env: comma-separated) to merge several by microservice; "
+        "dns+http(s)://HOST:PORT follows every address HOST resolves to (a headless Service)",
+    ),
+    (
+        "--resolve-interval",
+        "HORIZON_SCALER_RESOLVE_INTERVAL",
+        "10",
+        "seconds between DNS lookups of dns+ exporters",
+    ),
     ("--exporter-ca", "HORIZON_SCALER_EXPORTER_CA", None, "CA bundle that signs an https exporter's certificate"),
     ("--exporter-cert", "HORIZON_SCALER_EXPORTER_CERT", None, "client certificate for an exporter that asks for one"),
     ("--exporter-key", "HORIZON_SCALER_EXPORTER_KEY", None, "its private key (PEM file)"),
@@ -68,7 +82,7 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
     ("--log-format", "HORIZON_SCALER_LOG_FORMAT", "text", "text or json (one JSON object per line)"),
 )
-_NUMBERS = ("prometheus_interval", "max_staleness", "heartbeat", "grace")
+_NUMBERS = ("prometheus_interval", "max_staleness", "heartbeat", "grace", "resolve_interval")
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -77,7 +91,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     for flag, var, default, text in FLAGS:
         shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(flag, default=env.get(var, default), help=f"{text}{shown}; env {var}")
+        if flag == "--exporter":  # repeatable: the env var's list applies only when the flag is not given
+            parser.add_argument(flag, action="append", help=f"{text}{shown}; env {var}")
+        else:
+            parser.add_argument(flag, default=env.get(var, default), help=f"{text}{shown}; env {var}")
     return parser
 
 
@@ -94,16 +111,29 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         if value <= 0:
             parser.error(f"--{name.replace('_', '-')}: expected a number of seconds > 0, got {raw!r}")
         setattr(args, name, value)
-    for name in ("exporter", "prometheus"):
-        url = getattr(args, name)
-        if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
-            parser.error(f"--{name}: expected an http(s) URL, got {url!r}")
+    url = args.prometheus
+    if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
+        parser.error(f"--prometheus: expected an http(s) URL, got {url!r}")
+    if args.exporter is None:
+        from_env = env.get("HORIZON_SCALER_EXPORTER", "http://127.0.0.1:9108")
+        args.exporter = [v.strip() for v in from_env.split(",") if v.strip()] or [from_env]
+    specs: list[ExporterSpec] = []
+    for value in args.exporter:
+        try:
+            spec = parse_exporter(value)
+        except ValueError as exc:
+            parser.error(f"--exporter: {exc}")
+        if any((s.dns, s.url) == (spec.dns, spec.url) for s in specs):
+            parser.error(f"--exporter: {value!r} is given twice")
+        specs.append(spec)
+    args.exporter = specs
     if (args.exporter_cert is None) != (args.exporter_key is None):
         parser.error("--exporter-cert and --exporter-key: expected both or neither")
     if args.exporter_password_file is not None and args.exporter_username is None:
         parser.error("--exporter-password-file: needs --exporter-username too")
-    if (args.exporter_ca or args.exporter_cert) and urlsplit(args.exporter).scheme != "https":
-        parser.error(f"--exporter-ca/--exporter-cert: the exporter URL must be https://, got {args.exporter!r}")
+    for spec in specs:
+        if (args.exporter_ca or args.exporter_cert) and spec.scheme != "https":
+            parser.error(f"--exporter-ca/--exporter-cert: the exporter URL must be https://, got {spec.value!r}")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key: expected both or neither")
     if args.tls_client_ca is not None and args.tls_cert is None:
@@ -129,7 +159,10 @@ def make_source(args: argparse.Namespace) -> Source:
     auth = ExporterAuth(args.exporter_ca, args.exporter_cert, args.exporter_key, args.exporter_username,
                         args.exporter_password_file)  # fmt: skip
     credentials = ExporterCredentials(auth) if auth != ExporterAuth() else None
-    return SnapshotSource(args.exporter, args.max_staleness, credentials=credentials)
+    specs: list[ExporterSpec] = args.exporter
+    if len(specs) == 1 and not specs[0].dns:  # the sidecar: one exporter, exactly as before fan-in existed
+        return SnapshotSource(specs[0].url, args.max_staleness, credentials=credentials)
+    return FanInSource(specs, args.max_staleness, credentials=credentials, resolve_interval=args.resolve_interval)
 
 
 async def serve(args: argparse.Namespace) -> int:
