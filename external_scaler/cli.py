@@ -58,6 +58,13 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--max-staleness", "HORIZON_SCALER_MAX_STALENESS", "10", "seconds before data counts as stale → UNAVAILABLE"),
     ("--heartbeat", "HORIZON_SCALER_HEARTBEAT", "5", "seconds between StreamIsActive re-sends of the state"),
     ("--grace", "HORIZON_SCALER_GRACE", "5", "seconds in-flight calls get on SIGTERM"),
+    (
+        "--max-connection-age",
+        "HORIZON_SCALER_MAX_CONNECTION_AGE",
+        "300",
+        "seconds before a client connection is asked to reconnect (so KEDA re-resolves DNS and reaches new scaler "
+        "pods); streams end with OK by then; 0 = never",
+    ),
     ("--tls-cert", "HORIZON_SCALER_TLS_CERT", None, "server certificate (PEM); enables TLS"),
     ("--tls-key", "HORIZON_SCALER_TLS_KEY", None, "server private key (PEM)"),
     ("--tls-client-ca", "HORIZON_SCALER_TLS_CLIENT_CA", None, "CA bundle; requires client certificates (mTLS)"),
@@ -111,6 +118,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         if value <= 0:
             parser.error(f"--{name.replace('_', '-')}: expected a number of seconds > 0, got {raw!r}")
         setattr(args, name, value)
+    try:
+        age = float(args.max_connection_age)
+    except ValueError:
+        age = -1.0
+    if not age >= 0:  # also NaN
+        parser.error(f"--max-connection-age: expected seconds ≥ 0 (0: never), got {args.max_connection_age!r}")
+    args.max_connection_age = age
     url = args.prometheus
     if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
         parser.error(f"--prometheus: expected an http(s) URL, got {url!r}")
@@ -192,7 +206,7 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     metrics = ScalerMetrics() if args.metrics_listen else None
     server = ScalerServer(source, args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants, audit=audit,
-                          metrics=metrics)  # fmt: skip
+                          metrics=metrics, max_connection_age=args.max_connection_age or None)  # fmt: skip
     try:
         port = await server.start()
     except (RuntimeError, OSError) as exc:

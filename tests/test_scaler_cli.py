@@ -26,7 +26,7 @@ def test_defaults_are_the_documented_sidecar_setup():
     assert (args.listen, [s.url for s in args.exporter], args.prometheus, args.max_staleness) == (
         "0.0.0.0:6000", ["http://127.0.0.1:9108"], None, 10.0
     )  # fmt: skip
-    assert args.resolve_interval == 10.0
+    assert (args.max_connection_age, args.resolve_interval) == (300.0, 10.0)
     assert isinstance(make_source(args), SnapshotSource)
 
 
@@ -41,6 +41,7 @@ def test_exporter_repeats_and_its_env_var_is_a_list():
     assert args.resolve_interval == 30.0
     assert [s.url for s in parse_args(["--exporter", "http://c:9108"], env).exporter] == ["http://c:9108"]
     assert isinstance(make_source(parse_args(["--exporter", "dns+http://shards:9108"], {})), FanInSource)
+    assert parse_args(["--max-connection-age", "0"], {}).max_connection_age == 0.0  # off
 
 
 def test_metrics_are_off_unless_an_address_is_given():
@@ -71,6 +72,8 @@ def test_env_vars_set_defaults_and_flags_win():
             "--exporter-ca/--exporter-cert: the exporter URL must be https://, got 'http://b:1'",
         ),
         (["--resolve-interval", "0"], "--resolve-interval: expected a number of seconds > 0, got '0'"),
+        (["--max-connection-age", "-1"], "--max-connection-age: expected seconds ≥ 0 (0: never), got '-1'"),
+        (["--max-connection-age", "nan"], "--max-connection-age: expected seconds ≥ 0 (0: never), got 'nan'"),
         (["--tls-cert", "c.pem"], "--tls-cert and --tls-key: expected both or neither"),
         (["--tls-client-ca", "ca.pem"], "--tls-client-ca: needs --tls-cert and --tls-key too"),
         (["--log-level", "loud"], "--log-level: expected debug, info, warning or error, got 'loud'"),
