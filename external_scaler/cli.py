@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
+from .discovery import ExporterSpec, parse_exporter
 from .exporter_auth import ExporterAuth, ExporterAuthError, ExporterCredentials
+from .fanin import FanInSource
 from .metrics import ScalerMetrics
 from .process import LOG_FORMATS, configure_logging, new_event_loop
 from .prometheus_source import PrometheusSource
@@ -29,7 +31,19 @@ log = logging.getLogger("horizon_keda.scaler")
 # flag, env var, default, help
 FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--listen", "HORIZON_SCALER_LISTEN", "0.0.0.0:6000", "gRPC address KEDA connects to (scalerAddress)"),
-    ("--exporter", "HORIZON_SCALER_EXPORTER", "http://127.0.0.1:9108", "the exporter's base URL (sidecar source)"),
+    (
+        "--exporter",
+        "HORIZON_SCALER_EXPORTER",
+        "http://127.0.0.1:9108",
+        "an exporter's base URL; repeat it (env: comma-separated) to merge several by microservice; "
+        "dns+http(s)://HOST:PORT follows every address HOST resolves to (a headless Service)",
+    ),
+    (
+        "--resolve-interval",
+        "HORIZON_SCALER_RESOLVE_INTERVAL",
+        "10",
+        "seconds between DNS lookups of dns+ exporters",
+    ),
     ("--exporter-ca", "HORIZON_SCALER_EXPORTER_CA", None, "CA bundle that signs an https exporter's certificate"),
     ("--exporter-cert", "HORIZON_SCALER_EXPORTER_CERT", None, "client certificate for an exporter that asks for one"),
     ("--exporter-key", "HORIZON_SCALER_EXPORTER_KEY", None, "its private key (PEM file)"),
@@ -45,6 +59,13 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--max-staleness", "HORIZON_SCALER_MAX_STALENESS", "10", "seconds before data counts as stale → UNAVAILABLE"),
     ("--heartbeat", "HORIZON_SCALER_HEARTBEAT", "5", "seconds between StreamIsActive re-sends of the state"),
     ("--grace", "HORIZON_SCALER_GRACE", "5", "seconds in-flight calls get on SIGTERM"),
+    (
+        "--max-connection-age",
+        "HORIZON_SCALER_MAX_CONNECTION_AGE",
+        "300",
+        "seconds before a client connection is asked to reconnect (so KEDA re-resolves DNS and reaches new scaler "
+        "pods); streams end with OK by then; 0 = never",
+    ),
     ("--tls-cert", "HORIZON_SCALER_TLS_CERT", None, "server certificate (PEM); enables TLS"),
     ("--tls-key", "HORIZON_SCALER_TLS_KEY", None, "server private key (PEM)"),
     ("--tls-client-ca", "HORIZON_SCALER_TLS_CLIENT_CA", None, "CA bundle; requires client certificates (mTLS)"),
@@ -75,7 +96,7 @@ FLAGS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--log-level", "HORIZON_SCALER_LOG_LEVEL", "info", "debug, info, warning or error"),
     ("--log-format", "HORIZON_SCALER_LOG_FORMAT", "text", "text or json (one JSON object per line)"),
 )
-_NUMBERS = ("prometheus_interval", "max_staleness", "heartbeat", "grace")
+_NUMBERS = ("prometheus_interval", "max_staleness", "heartbeat", "grace", "resolve_interval")
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -84,7 +105,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     for flag, var, default, text in FLAGS:
         shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(flag, default=env.get(var, default), help=f"{text}{shown}; env {var}")
+        if flag == "--exporter":  # repeatable: the env var's list applies only when the flag is not given
+            parser.add_argument(flag, action="append", help=f"{text}{shown}; env {var}")
+        else:
+            parser.add_argument(flag, default=env.get(var, default), help=f"{text}{shown}; env {var}")
     return parser
 
 
@@ -101,16 +125,36 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         if value <= 0:
             parser.error(f"--{name.replace('_', '-')}: expected a number of seconds > 0, got {raw!r}")
         setattr(args, name, value)
-    for name in ("exporter", "prometheus"):
-        url = getattr(args, name)
-        if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
-            parser.error(f"--{name}: expected an http(s) URL, got {url!r}")
+    try:
+        age = float(args.max_connection_age)
+    except ValueError:
+        age = -1.0
+    if not age >= 0:  # also NaN
+        parser.error(f"--max-connection-age: expected seconds ≥ 0 (0: never), got {args.max_connection_age!r}")
+    args.max_connection_age = age
+    url = args.prometheus
+    if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
+        parser.error(f"--prometheus: expected an http(s) URL, got {url!r}")
+    if args.exporter is None:
+        from_env = env.get("HORIZON_SCALER_EXPORTER", "http://127.0.0.1:9108")
+        args.exporter = [v.strip() for v in from_env.split(",") if v.strip()] or [from_env]
+    specs: list[ExporterSpec] = []
+    for value in args.exporter:
+        try:
+            spec = parse_exporter(value)
+        except ValueError as exc:
+            parser.error(f"--exporter: {exc}")
+        if any((s.dns, s.url) == (spec.dns, spec.url) for s in specs):
+            parser.error(f"--exporter: {value!r} is given twice")
+        specs.append(spec)
+    args.exporter = specs
     if (args.exporter_cert is None) != (args.exporter_key is None):
         parser.error("--exporter-cert and --exporter-key: expected both or neither")
     if args.exporter_password_file is not None and args.exporter_username is None:
         parser.error("--exporter-password-file: needs --exporter-username too")
-    if (args.exporter_ca or args.exporter_cert) and urlsplit(args.exporter).scheme != "https":
-        parser.error(f"--exporter-ca/--exporter-cert: the exporter URL must be https://, got {args.exporter!r}")
+    for spec in specs:
+        if (args.exporter_ca or args.exporter_cert) and spec.scheme != "https":
+            parser.error(f"--exporter-ca/--exporter-cert: the exporter URL must be https://, got {spec.value!r}")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key: expected both or neither")
     if args.tls_client_ca is not None and args.tls_cert is None:
@@ -139,7 +183,10 @@ def make_source(args: argparse.Namespace) -> Source:
     auth = ExporterAuth(args.exporter_ca, args.exporter_cert, args.exporter_key, args.exporter_username,
                         args.exporter_password_file)  # fmt: skip
     credentials = ExporterCredentials(auth) if auth != ExporterAuth() else None
-    return SnapshotSource(args.exporter, args.max_staleness, credentials=credentials)
+    specs: list[ExporterSpec] = args.exporter
+    if len(specs) == 1 and not specs[0].dns:  # the sidecar: one exporter, exactly as before fan-in existed
+        return SnapshotSource(specs[0].url, args.max_staleness, credentials=credentials)
+    return FanInSource(specs, args.max_staleness, credentials=credentials, resolve_interval=args.resolve_interval)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -169,7 +216,7 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     metrics = ScalerMetrics() if args.metrics_listen else None
     server = ScalerServer(source, args.listen, tls=tls, heartbeat=args.heartbeat, tenants=tenants, audit=audit,
-                          metrics=metrics)  # fmt: skip
+                          metrics=metrics, max_connection_age=args.max_connection_age or None)  # fmt: skip
     try:
         port = await server.start()
     except (RuntimeError, OSError) as exc:

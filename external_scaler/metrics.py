@@ -236,17 +236,28 @@ class ScalerMetrics:
         source = self._source
         fresh = GaugeMetricFamily(
             "horizon_scaler_source_fresh",
-            "1 while the source's data is fresh enough to answer from (what grpc.health.v1 reports), else 0.",
+            "1 while the source's data is fresh enough to answer from (what grpc.health.v1 reports; with several "
+            "exporters, while at least one is), else 0.",
         )
         age = GaugeMetricFamily(
             "horizon_scaler_source_age_seconds",
-            "Seconds since the source last heard from its upstream (the exporter's last snapshot answer, or "
-            "Prometheus' last ready /-/ready); absent before the first.",
+            "Seconds since the source last heard from its upstream (the exporter's last snapshot answer, the "
+            "youngest of several exporters', or Prometheus' last ready /-/ready); absent before the first.",
         )
         changes = CounterMetricFamily(
             "horizon_scaler_source_changes",
             "Updates the source applied and announced to the streams (snapshot answers, Prometheus ticks that "
             "changed what a trigger reads).",
+        )
+        exporter_fresh = GaugeMetricFamily(
+            "horizon_scaler_exporter_fresh",
+            "1 while this exporter's snapshot feed is fresh enough to answer its microservices from, else 0.",
+            labels=("exporter",),
+        )
+        exporter_age = GaugeMetricFamily(
+            "horizon_scaler_exporter_age_seconds",
+            "Seconds since this exporter's last snapshot answer; absent before the first.",
+            labels=("exporter",),
         )
         if source is not None:
             fresh.add_metric([], 1.0 if source.fresh else 0.0)
@@ -254,7 +265,11 @@ class ScalerMetrics:
             if seconds is not None:
                 age.add_metric([], max(0.0, seconds))
             changes.add_metric([], source.changes.version)
-        yield from (fresh, age, changes)
+            for url, is_fresh, seconds in source.upstreams():
+                exporter_fresh.add_metric([url], 1.0 if is_fresh else 0.0)
+                if seconds is not None:
+                    exporter_age.add_metric([url], max(0.0, seconds))
+        yield from (fresh, age, changes, exporter_fresh, exporter_age)
 
     def _trigger_families(self) -> Iterator[Metric]:
         book = self.triggers

@@ -54,13 +54,15 @@ class Located:
 
 @dataclass(frozen=True, slots=True)
 class ExporterView:
-    """One snapshot document as the scaler keeps it: its version, when it arrived, and the microservices."""
+    """One snapshot document as the scaler keeps it: its version, when it arrived, the microservices and the targets
+    (which the fan-in reads for `handed_off`)."""
 
     version: int
     received_at: float
     microservices: Mapping[str, Mapping[str, Any]]
     # Memo of `locate` per trigger: the document never changes, so each call only does the staleness check.
     located: dict[Trigger, Located] = field(default_factory=dict, repr=False, compare=False)
+    targets: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
 
 def parse_document(doc: Any, received_at: float) -> ExporterView:

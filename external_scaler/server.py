@@ -1,5 +1,5 @@
-"""The grpc.aio server: the scaler service, grpc.health.v1 tied to the source's freshness, reflection, TLS, and
-the metrics interceptor when /metrics is on."""
+"""The grpc.aio server: the scaler service, grpc.health.v1 tied to the source's freshness, reflection, TLS, the
+maximum connection age, and the metrics interceptor when /metrics is on."""
 
 from __future__ import annotations
 
@@ -40,11 +40,27 @@ class ScalerServer:
         tenants: TenantsFile | None = None,
         audit: AuditLog | None = None,
         metrics: ScalerMetrics | None = None,
+        max_connection_age: float | None = None,
+        max_connection_age_grace: float | None = None,
+        stream_max_age: float | None = None,
     ) -> None:
+        """`max_connection_age` (seconds; None: never): grpc sends GOAWAY to a connection this old, so a client
+        connects anew — and KEDA's grpc-go resolves the scaler's DNS name again, reaching scaler pods that came
+        since. Calls in flight then get `max_connection_age_grace` (default: the age) to end before the connection
+        is cut, and each StreamIsActive ends itself with OK after 80-100 % of `stream_max_age` (default: the age),
+        within that grace: KEDA resets its reconnect backoff only after OK, while a stream cut with UNAVAILABLE
+        would wait 2, 4, ... 60 s longer each time."""
         self.source = source
         self.listen = listen
         self.tls = ReloadingCredentials(tls) if tls is not None else None
-        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants, audit=audit, metrics=metrics)
+        self.options = list(SERVER_OPTIONS)
+        if max_connection_age is not None:
+            grace = max_connection_age if max_connection_age_grace is None else max_connection_age_grace
+            self.options += [("grpc.max_connection_age_ms", round(max_connection_age * 1000)),
+                             ("grpc.max_connection_age_grace_ms", round(grace * 1000))]  # fmt: skip
+            stream_max_age = max_connection_age if stream_max_age is None else stream_max_age
+        self.servicer = ScalerServicer(source, heartbeat=heartbeat, tenants=tenants, audit=audit, metrics=metrics,
+                                       stream_max_age=stream_max_age)  # fmt: skip
         self.metrics = metrics
         if metrics is not None:
             metrics.watch(source, lambda: self.servicer.open_streams)
@@ -56,7 +72,7 @@ class ScalerServer:
     async def start(self) -> int:
         """Bind, start the source and serve; returns the bound port. Raises RuntimeError if the port is taken."""
         interceptors = [self.metrics.grpc.interceptor()] if self.metrics is not None else None
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+        server = grpc.aio.server(options=self.options, interceptors=interceptors)
         pb_grpc.add_ExternalScalerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import random
 import re
 import time
 from collections.abc import AsyncIterator
@@ -61,9 +63,12 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         tenants: TenantsFile | None = None,
         audit: AuditLog | None = None,
         metrics: ScalerMetrics | None = None,
+        stream_max_age: float | None = None,
     ) -> None:
+        """`stream_max_age`: end each StreamIsActive with OK after 80–100 % of this many seconds (see ScalerServer)."""
         self.source = source
         self.heartbeat = heartbeat
+        self.stream_max_age = stream_max_age
         self.tenants = tenants
         self.audit = audit
         self.metrics = metrics
@@ -195,10 +200,16 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
         changes = self.source.changes
         metrics = self.metrics
         self.open_streams += 1
+        # Spread over 80-100 %: KEDA opens every ScaledObject's stream at once when its operator starts.
+        ends_at = (
+            math.inf
+            if self.stream_max_age is None
+            else time.monotonic() + self.stream_max_age * random.uniform(0.8, 1.0)
+        )
         try:
             last: bool | None = None
             sent_at = 0.0
-            while not self._stopping:
+            while not self._stopping and time.monotonic() < ends_at:
                 version, changed_at = changes.version, changes.published_at
                 try:
                     active: bool | None = self._active(request, trigger, await self.source.read(trigger))
@@ -219,7 +230,7 @@ class ScalerServicer(pb_grpc.ExternalScalerServicer):
                             metrics.pushed("heartbeat")
                     last, sent_at = active, now
                 due = self.heartbeat - (time.monotonic() - sent_at) if last is not None else self.heartbeat
-                await changes.wait(version, max(due, 0.0))
+                await changes.wait(version, max(min(due, ends_at - time.monotonic()), 0.0))
         finally:
             self.open_streams -= 1
 

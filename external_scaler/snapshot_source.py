@@ -22,7 +22,7 @@ from .exporter_auth import ExporterCredentials
 from .feed import Feed, OutOfStep
 from .metadata import Trigger
 from .readings import ExporterView, Located, Stale, Unavailable, read_value
-from .source import Source
+from .source import Broadcast, Source
 
 log = logging.getLogger("horizon_keda.scaler.snapshot")
 
@@ -59,11 +59,20 @@ class SnapshotSource(Source):
         max_body_bytes: int = MAX_BODY_BYTES,
         min_gap: float = 0.05,
         credentials: ExporterCredentials | None = None,
+        server_hostname: str | None = None,
+        changes: Broadcast | None = None,
     ) -> None:
-        """`credentials`: TLS trust, client certificate and basic auth for a protected exporter (re-read on change)."""
+        """`credentials`: TLS trust, client certificate and basic auth for a protected exporter (re-read on change).
+        `server_hostname`: the name an https exporter's certificate is checked against (and sent as SNI) when the
+        URL names one of its addresses instead. `changes`: publish there (a fan-in's broadcast) instead of our own.
+        """
         super().__init__()
+        if changes is not None:
+            self.changes = changes
         self.credentials = credentials
-        self.url = exporter_url.rstrip("/") + "/api/v1/snapshot"
+        self.server_hostname = server_hostname
+        self.base_url = exporter_url.rstrip("/")
+        self.url = self.base_url + "/api/v1/snapshot"
         self.max_staleness = max_staleness
         self.max_body_bytes = max_body_bytes
         # The exporter answers a long-poll at the latest after `wait` seconds; that answer carries the targets'
@@ -115,6 +124,14 @@ class SnapshotSource(Source):
         state = self._error or f"snapshot version {self._view.version if self._view else '-'}"
         return f"exporter {self.url}: {state}"
 
+    @property
+    def view(self) -> ExporterView | None:
+        """The newest snapshot received (kept while the exporter is unreachable); None before the first."""
+        return self._view
+
+    def upstreams(self) -> list[tuple[str, bool, float | None]]:
+        return [(self.base_url, self.fresh, self.age)]
+
     async def read(self, trigger: Trigger) -> float:
         return self.read_now(trigger)
 
@@ -145,6 +162,8 @@ class SnapshotSource(Source):
         if self.credentials is not None:
             self.credentials.refresh()  # a rotated password or certificate applies to the next request
             kwargs = {"headers": self.credentials.headers, "ssl": self.credentials.ssl}
+        if self.server_hostname is not None:
+            kwargs["server_hostname"] = self.server_hostname
         async with self._session.get(self.url, params=params, timeout=timeout, **kwargs) as resp:
             if resp.status == 401:
                 raise ValueError("HTTP 401 from the snapshot API: the exporter wants credentials these are not "
@@ -170,7 +189,8 @@ class SnapshotSource(Source):
         located: dict[Trigger, Located] = {}
         if old is not None and touched is not None:
             located = {t: loc for t, loc in old.located.items() if t.microservice not in touched}
-        return ExporterView(feed.version, received_at, MappingProxyType(feed.microservices), located)
+        return ExporterView(feed.version, received_at, MappingProxyType(feed.microservices), located,
+                            MappingProxyType(feed.targets))  # fmt: skip
 
     async def _follow(self) -> None:
         backoff = self._backoff[0]

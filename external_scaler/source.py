@@ -76,3 +76,7 @@ class Source(ABC):
         """Every microservice the upstream reports, as the snapshot document's `microservices` entries (processes,
         up, stale, ...); None when the source has no such list (Prometheus knows only what triggers ask about)."""
         return None
+
+    def upstreams(self) -> list[tuple[str, bool, float | None]]:
+        """Each exporter followed, as (base URL, fresh, age): the per-exporter metrics. Empty for other sources."""
+        return []

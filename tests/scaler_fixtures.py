@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 
 import grpc
@@ -76,19 +77,25 @@ def document(version: int, microservices: dict[str, dict[str, Any]]) -> dict[str
 
 
 class FakeExporter:
-    """Serves `/api/v1/snapshot` with the exporter's long-poll semantics; `publish` makes a new version."""
+    """Serves `/api/v1/snapshot` with the exporter's long-poll semantics; `publish` makes a new version.
 
-    def __init__(self, **microservices: dict[str, Any]) -> None:
+    `host`, `port` and `ssl` say where and how it listens; targets named in `handed_off` carry `"handed_off": true`
+    (a shard that gave them away and keeps them during the handoff)."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, ssl: SSLContext | None = None, **microservices: dict[str, Any]
+    ) -> None:
         self.version = 1
         self.microservices = microservices or {"orders": microservice(3.0)}
+        self.handed_off: set[str] = set()
         self.requests: list[dict[str, str]] = []
         self._changed = asyncio.Event()
         self._server: TestServer | None = None
-        self.port = 0
+        self.host, self.port, self.ssl = host, port, ssl
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
 
     def publish(self, **microservices: dict[str, Any]) -> None:
         self.microservices = {**self.microservices, **microservices}
@@ -106,7 +113,10 @@ class FakeExporter:
                         await self._changed.wait()
             except TimeoutError:
                 pass
-        return web.json_response(document(self.version, self.microservices))
+        doc = document(self.version, self.microservices)
+        for name in self.handed_off:
+            doc["targets"][name]["handed_off"] = True
+        return web.json_response(doc)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -115,8 +125,8 @@ class FakeExporter:
 
     async def start(self) -> None:
         """Listen (again, on the same port after `stop`)."""
-        self._server = TestServer(self.app(), host="127.0.0.1", port=self.port or None)
-        await self._server.start_server()
+        self._server = TestServer(self.app(), host=self.host, port=self.port or None)
+        await self._server.start_server(ssl=self.ssl)
         self.port = self._server.port or 0
 
     async def stop(self) -> None:

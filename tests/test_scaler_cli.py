@@ -15,6 +15,7 @@ import pytest
 
 from external_scaler._proto import externalscaler_pb2_grpc as pb_grpc
 from external_scaler.cli import make_source, parse_args
+from external_scaler.fanin import FanInSource
 from external_scaler.prometheus_source import PrometheusSource
 from external_scaler.snapshot_source import SnapshotSource
 from tests.scaler_fixtures import FakeExporter, microservice, ref, scrape
@@ -22,10 +23,25 @@ from tests.scaler_fixtures import FakeExporter, microservice, ref, scrape
 
 def test_defaults_are_the_documented_sidecar_setup():
     args = parse_args([], {})
-    assert (args.listen, args.exporter, args.prometheus, args.max_staleness) == (
-        "0.0.0.0:6000", "http://127.0.0.1:9108", None, 10.0
+    assert (args.listen, [s.url for s in args.exporter], args.prometheus, args.max_staleness) == (
+        "0.0.0.0:6000", ["http://127.0.0.1:9108"], None, 10.0
     )  # fmt: skip
+    assert (args.max_connection_age, args.resolve_interval) == (300.0, 10.0)
     assert isinstance(make_source(args), SnapshotSource)
+
+
+def test_exporter_repeats_and_its_env_var_is_a_list():
+    args = parse_args(["--exporter", "http://a:9108", "--exporter", "dns+https://shards.shop.svc:9108"], {})
+    assert [(s.url, s.dns) for s in args.exporter] == [("http://a:9108", False), ("https://shards.shop.svc:9108", True)]
+    source = make_source(args)
+    assert isinstance(source, FanInSource) and sorted(source.followers) == ["http://a:9108"]  # dns+: once resolved
+    env = {"HORIZON_SCALER_EXPORTER": "http://a:9108, http://b:9108", "HORIZON_SCALER_RESOLVE_INTERVAL": "30"}
+    args = parse_args([], env)
+    assert [s.url for s in args.exporter] == ["http://a:9108", "http://b:9108"]
+    assert args.resolve_interval == 30.0
+    assert [s.url for s in parse_args(["--exporter", "http://c:9108"], env).exporter] == ["http://c:9108"]
+    assert isinstance(make_source(parse_args(["--exporter", "dns+http://shards:9108"], {})), FanInSource)
+    assert parse_args(["--max-connection-age", "0"], {}).max_connection_age == 0.0  # off
 
 
 def test_metrics_are_off_unless_an_address_is_given():
@@ -49,6 +65,15 @@ def test_env_vars_set_defaults_and_flags_win():
         (["--max-staleness", "0"], "--max-staleness: expected a number of seconds > 0, got '0'"),
         (["--heartbeat", "soon"], "--heartbeat: expected a number of seconds > 0, got 'soon'"),
         (["--exporter", "127.0.0.1:9108"], "--exporter: expected an http(s) URL, got '127.0.0.1:9108'"),
+        (["--exporter", "srv+http://shards:9108"], "--exporter: expected an http(s) URL, got 'srv+http://shards:9108'"),
+        (["--exporter", "http://a:1", "--exporter", "http://a:1/"], "--exporter: 'http://a:1/' is given twice"),
+        (
+            ["--exporter", "dns+https://shards:1", "--exporter", "http://b:1", "--exporter-ca", "ca.pem"],
+            "--exporter-ca/--exporter-cert: the exporter URL must be https://, got 'http://b:1'",
+        ),
+        (["--resolve-interval", "0"], "--resolve-interval: expected a number of seconds > 0, got '0'"),
+        (["--max-connection-age", "-1"], "--max-connection-age: expected seconds ≥ 0 (0: never), got '-1'"),
+        (["--max-connection-age", "nan"], "--max-connection-age: expected seconds ≥ 0 (0: never), got 'nan'"),
         (["--tls-cert", "c.pem"], "--tls-cert and --tls-key: expected both or neither"),
         (["--tls-client-ca", "ca.pem"], "--tls-client-ca: needs --tls-cert and --tls-key too"),
         (["--log-level", "loud"], "--log-level: expected debug, info, warning or error, got 'loud'"),

@@ -363,6 +363,8 @@ async def test_family_types_and_help_are_declared():
         "horizon_scaler_source_fresh": "gauge",
         "horizon_scaler_source_age_seconds": "gauge",
         "horizon_scaler_source_changes": "counter",
+        "horizon_scaler_exporter_fresh": "gauge",  # declared with no samples: this source follows no exporter
+        "horizon_scaler_exporter_age_seconds": "gauge",
         "horizon_scaler_triggers": "gauge",
         "horizon_scaler_trigger_value": "gauge",
         "horizon_scaler_trigger_threshold": "gauge",
