@@ -349,7 +349,7 @@ basic_auth_users:
     await without.start()
     try:
         async with asyncio.timeout(10):
-            while not source.fresh or "401" not in without.description:
+            while not source.fresh or "wants credentials" not in without.description:
                 await asyncio.sleep(0.05)
         assert "wants credentials" in without.description and not without.fresh
         # The password rotates: the exporter's hash and the scaler's file change; the scaler reads the new one.
