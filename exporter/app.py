@@ -52,7 +52,7 @@ _LANDING = """<!doctype html>
  (<code>?after=VERSION&amp;timeout=S</code> waits for the next one; add <code>since=REVISION&amp;instance=ID</code>
  for only what changed)</li>
 <li><a href="healthz">/healthz</a> &mdash; alive</li>
-<li><a href="readyz">/readyz</a> &mdash; config loaded and every target polled once</li>
+<li><a href="readyz">/readyz</a> &mdash; config loaded and every target (of this shard) polled once</li>
 <li>/probe?module=M&amp;target=URL &mdash; json_exporter-style probe with the configured modules</li>
 {status_page}</ul></body></html>
 """
@@ -76,7 +76,7 @@ async def _readyz(request: web.Request) -> web.Response:
     snap = request.app[STORE].current
     if snap.ready:
         return web.Response(text="ready\n")
-    waiting = [name for name, t in snap.targets.items() if t.attempts == 0]
+    waiting = [name for name, t in snap.targets.items() if t.attempts == 0 and not t.handed_off]
     if request.app[GUARD].protects:  # reachable without credentials: say how many, not which
         return web.Response(status=503, text=f"waiting for the first poll of {len(waiting)} target(s)\n")
     return web.Response(status=503, text=f"waiting for the first poll of: {', '.join(waiting)}\n")
@@ -183,7 +183,8 @@ def create_app(
     app = web.Application(middlewares=[guard.middleware])
     app.on_response_prepare.append(guard.add_headers)
     app[GUARD] = guard
-    store = SnapshotStore(initial_states(config), clock)
+    sharding = config.sharding
+    store = SnapshotStore(initial_states(config), clock, sharding=(sharding.effective_shard, sharding.total))
     registry = registry if registry is not None else CollectorRegistry()
     reloader = ConfigReloader(None if config.source == "flags" else config.source, config, load=load)
     registry.register(reloader)
@@ -207,7 +208,7 @@ def create_app(
             app[SESSION] = session
             poller = Poller(config, store, session, clock)
             app[POLLER] = poller
-            reloader.listeners.append(lambda new: poller.reconfigure(new.targets))
+            reloader.listeners.append(poller.reconfigure)
             if start_poller:
                 poller.start()
             watcher = None

@@ -18,6 +18,7 @@ from .config import DEFAULT_LISTEN, Config, load_config, redact_url, split_liste
 from .gcpause import tune_collector
 from .mapping import Fixed
 from .process import LOG_FORMATS, configure_logging, new_event_loop
+from .sharding import ordinal_from_pod_name, owner
 from .webconfig import WebConfig, load_web_config
 from .webguard import WebGuard, describe
 from .yamlreader import ConfigError
@@ -33,6 +34,8 @@ Simple case, one Horizon per microservice:
   horizon-exporter --target orders=http://orders.shop.svc/horizon --target payments=http://payments/horizon
 
 Anything more (one Horizon for many microservices, credentials, TLS): --config FILE (see README).
+Sharded (README "Sharding"): every shard reads the same config and polls only the targets it owns,
+  horizon-exporter --config FILE --total-shards 3   # the ordinal from POD_NAME (StatefulSet) or POD_INDEX
 Every flag can also be set by an environment variable, HORIZON_EXPORTER_<FLAG> (e.g. HORIZON_EXPORTER_LISTEN);
 a flag wins over its variable, which wins over the file. --timeout replaces the file's top-level timeout, the
 default of every target without a timeout of its own.
@@ -76,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="link the landing page to the scaler's status page at this http(s) URL (e.g. http://localhost:9109/ "
         "through kubectl port-forward; env: HORIZON_EXPORTER_STATUS_PAGE_URL)",
     )  # fmt: skip
+    p.add_argument(
+        "--total-shards", type=int, metavar="N",
+        help="split the targets over N exporters; this one polls only its own (default: the file's "
+        "sharding.total_shards, else 1; env: HORIZON_EXPORTER_TOTAL_SHARDS)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shard", type=int, metavar="I",
+        help="this exporter's shard, 0 to N-1 (env: HORIZON_EXPORTER_SHARD; default: from --pod-name or POD_INDEX)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pod-name", metavar="NAME",
+        help="the pod's name, whose trailing -<n> is the shard of a StatefulSet pod (env: POD_NAME)",
+    )  # fmt: skip
+    p.add_argument(
+        "--handoff-grace", type=float, metavar="SECONDS",
+        help="after a reshard, keep polling a target given away this long, in the snapshot only "
+        "(default max(120, 3 poll intervals))",
+    )  # fmt: skip
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json: one JSON object per line")
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary, exit")
@@ -86,12 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     if args.web_config_file is None and env.get(ENV_PREFIX + "WEB_CONFIG"):
         args.web_config_file = env[ENV_PREFIX + "WEB_CONFIG"]
-    for name in ("config", "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "log_level",
-                 "log_format"):  # fmt: skip
+    for name in ("config", "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "handoff_grace",
+                 "log_level", "log_format"):  # fmt: skip
         if getattr(args, name) is None:
             raw = env.get(ENV_PREFIX + name.upper())
             if raw:
-                if name in ("poll_interval", "stats_interval", "timeout", "stale_after"):
+                if name in ("poll_interval", "stats_interval", "timeout", "stale_after", "handoff_grace"):
                     try:
                         setattr(args, name, float(raw))
                     except ValueError:
@@ -108,17 +129,78 @@ def _from_env(args: argparse.Namespace, env: Mapping[str, str]) -> None:
                     setattr(args, name, raw)
 
 
-def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
-    """Merge file, environment and flags into one validated `Config`."""
+def _int_setting(
+    value: int | None, flag: str, env: Mapping[str, str], var: str, minimum: int
+) -> tuple[int | None, str]:
+    """An integer from its flag, else from its environment variable; with the name of where it came from."""
+    where = flag
+    if value is None:
+        raw = env.get(var, "").strip()
+        if not raw:
+            return None, ""
+        where = var
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(var, "", f"expected an integer >= {minimum}, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(where, "", f"expected an integer >= {minimum}, got {value}")
+    return value, where
+
+
+def _ordinal(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[int | None, str]:
+    """This pod's shard: --shard or HORIZON_EXPORTER_SHARD; else the trailing -<n> of --pod-name or POD_NAME (a
+    StatefulSet pod's name, through the downward API); else POD_INDEX (its apps.kubernetes.io/pod-index label)."""
+    shard, where = _int_setting(args.shard, "--shard", env, ENV_PREFIX + "SHARD", 0)
+    if shard is not None:
+        return shard, where
+    pod_name, name_from = (args.pod_name, "--pod-name") if args.pod_name else (env.get("POD_NAME", ""), "POD_NAME")
+    from_name = ordinal_from_pod_name(pod_name) if pod_name else None
+    index, _ = _int_setting(None, "", env, "POD_INDEX", 0)
+    if from_name is not None and index is not None and from_name != index:
+        raise ConfigError("POD_INDEX", "", f"{index} disagrees with {name_from} {pod_name!r} (ordinal {from_name}); "
+                          "give --shard")  # fmt: skip
+    if from_name is not None:
+        return from_name, name_from
+    return (index, "POD_INDEX") if index is not None else (None, "")
+
+
+def _sharding(args: argparse.Namespace, env: Mapping[str, str], config: Config, reload: bool) -> dict[str, object]:
+    """The `shard` and `total_shards` of the config: the total from --total-shards, its variable or the file."""
+    shard, shard_from = _ordinal(args, env)
+    total, total_from = _int_setting(args.total_shards, "--total-shards", env, ENV_PREFIX + "TOTAL_SHARDS", 1)
+    source, key = (total_from, "") if total is not None else (config.source, "sharding.total_shards")
+    total = config.total_shards if total is None else total
+    if total > 1 and shard is None:
+        raise ConfigError(
+            source, key, f"{total} shards need this exporter's shard: --shard or {ENV_PREFIX}SHARD, or POD_NAME "
+            "ending in -<n> or POD_INDEX from the downward API (a StatefulSet pod)",
+        )  # fmt: skip
+    # A shard the total leaves out is refused at start. At a reload (the file's total went down before a scale-down
+    # removed this pod) it owns no target: it hands its targets off instead of polling them beside their new owners.
+    # An ordinal read from the pod's name does not count unsharded (a Deployment pod's name may end in digits).
+    explicit = shard_from in ("--shard", ENV_PREFIX + "SHARD")
+    if not reload and shard is not None and shard >= total and (total > 1 or explicit):
+        if total == 1:
+            raise ConfigError(shard_from, "", f"shard {shard} of 1 (unsharded): give the number of shards with "
+                              f"--total-shards, {ENV_PREFIX}TOTAL_SHARDS or sharding.total_shards")  # fmt: skip
+        where = f"{source}: {key}" if key else source
+        raise ConfigError(shard_from, "", f"shard {shard} is not below the total of {total} shards ({where}); "
+                          f"shards are numbered 0 to {total - 1}")  # fmt: skip
+    return {"shard": shard, "total_shards": total}
+
+
+def resolve_config(args: argparse.Namespace, env: Mapping[str, str], *, reload: bool = False) -> Config:
+    """Merge file, environment and flags into one validated `Config` (`reload`: re-read while running)."""
     _from_env(args, env)
     changes: dict[str, object] = {}
     if args.listen is not None:
         split_listen(args.listen)
         changes["listen"] = args.listen
-    for name in ("poll_interval", "stats_interval", "timeout", "stale_after"):
+    for name in ("poll_interval", "stats_interval", "timeout", "stale_after", "handoff_grace"):
         value = getattr(args, name)
         if value is not None:
-            zero_ok = name == "stats_interval"  # 0: every poll
+            zero_ok = name in ("stats_interval", "handoff_grace")  # 0: every poll; no handoff
             if value < 0 or (value == 0 and not zero_ok) or value != value:
                 wanted = "a number ≥ 0" if zero_ok else "a positive number"
                 raise ConfigError("--" + name.replace("_", "-"), "", f"expected {wanted}, got {value}")
@@ -131,6 +213,7 @@ def resolve_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
         changes["targets"] = config.targets + extra
     if not args.config:
         changes["source"] = "flags"
+    changes.update(_sharding(args, env, config, reload))
     return validate(dataclasses.replace(config, **changes))  # type: ignore[arg-type]
 
 
@@ -154,6 +237,11 @@ def status_page_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | N
 
 def _summary(config: Config, web_config: WebConfig | None) -> str:
     lines = [f"config OK ({config.source}): listen {config.listen}, poll every {config.poll_interval:g}s"]
+    sharding = config.sharding
+    if sharding.sharded:
+        owned = sum(sharding.owns(t.name) for t in config.targets)
+        lines.append(f"  {sharding.describe()}: owns {owned} of {len(config.targets)} targets, hands a target off "
+                     f"for {config.handoff_grace_seconds:g}s after a reshard")  # fmt: skip
     if web_config is not None:
         lines.append(f"  web config {web_config.source}: {describe(web_config)}")
     lines += [f"  warning: {w}" for w in config.warnings]
@@ -166,7 +254,8 @@ def _summary(config: Config, web_config: WebConfig | None) -> str:
             kind = f"microservice {rule.microservice}"
         else:
             kind = f"microservices from {rule.source} names by {rule.regex.pattern}"
-        lines.append(f"  target {t.name}: {t.url} -> {kind}")
+        where = f" (shard {owner(t.name, sharding.total)})" if sharding.sharded else ""
+        lines.append(f"  target {t.name}: {t.url} -> {kind}{where}")
     return "\n".join(lines)
 
 
@@ -190,13 +279,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     host, port = config.host_port
     guard = WebGuard(args.web_config_file, web_config, context)
     scheme = "https" if guard.ssl_context is not None else "http"
-    logging.getLogger("horizon_keda").info("serving on %s://%s:%d/ with %d targets (%s)", scheme, host, port,
-                                           len(config.targets), describe(guard.config))  # fmt: skip
+    owned = sum(config.sharding.owns(t.name) for t in config.targets)
+    logging.getLogger("horizon_keda").info("serving on %s://%s:%d/ with %d of %d targets, %s (%s)", scheme, host,
+                                           port, owned, len(config.targets), config.sharding.describe(),
+                                           describe(guard.config))  # fmt: skip
     tune_collector()
     loop = new_event_loop(os.environ)
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
-    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env), guard=guard,
-                     status_page_url=status_page)  # fmt: skip
+    app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env, reload=True),
+                     guard=guard, status_page_url=status_page)  # fmt: skip
     web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop, ssl_context=guard.ssl_context)
     return 0
 

@@ -5,6 +5,10 @@
 collector); the text format writes the same samples straight to lines, byte-identical to prometheus_client's
 `generate_latest` but without building ~2 objects per sample, which is what dominated renders of large fleets
 (bench/render_metrics.py). Nothing goes stale: a microservice that leaves the snapshot leaves /metrics.
+
+A sharded exporter serves only the targets it owns: a target handed off in a reshard stays in the snapshot, polled,
+until its grace ends, but not here, where it would duplicate the new owner's series; a target gained in a reshard
+appears here from its first poll on (before it, it would read as down).
 """
 
 from __future__ import annotations
@@ -83,9 +87,18 @@ LAST_OK = _g("horizon_last_success_timestamp_seconds", "Unix time of the latest 
 POLLS = Family("horizon_polls", "counter", "Polls of the target since the exporter started.", ("target",))
 ERRORS = Family("horizon_poll_errors", "counter", "Failed polls of the target by reason.", ("target", "reason"))
 BUILD = _g("horizon_exporter_build_info", "The exporter's version; always 1.", "version")
+SHARD = _g("horizon_exporter_shard", "This exporter's shard, 0 to total shards - 1 (0 when unsharded).")
+TOTAL_SHARDS = _g("horizon_exporter_total_shards", "The number of shards the targets are split over (1: unsharded).")
+TARGETS = _g(
+    "horizon_exporter_targets",
+    "Targets this exporter polls: owned (on /metrics), handed_off (given to another shard in a reshard; polled "
+    "and in the snapshot until the handoff grace ends).",
+    "state",
+)
 
 FAMILIES = (UP, PROCESSES, MAX_PROCESSES, STALE, SUPERVISORS, Q_LENGTH, Q_WAIT, Q_PROCESSES, DUPLICATE,
-            T_UP, STATUS, JPM, RECENT, FAILED, MASTERS, DURATION, LAST_OK, POLLS, ERRORS, BUILD)  # fmt: skip
+            T_UP, STATUS, JPM, RECENT, FAILED, MASTERS, DURATION, LAST_OK, POLLS, ERRORS, BUILD,
+            SHARD, TOTAL_SHARDS, TARGETS)  # fmt: skip
 
 
 class Sink(Protocol):
@@ -97,7 +110,11 @@ class Sink(Protocol):
 def walk(snap: Snapshot, sink: Sink) -> None:
     """Emit every `horizon_*` sample of `snap` into `sink` (families in any order; the sink groups them)."""
     add = sink.add
+    # Not on /metrics: targets handed off in a reshard, and targets gained in one until their first poll.
+    hidden = {n for n, t in snap.targets.items() if t.handed_off or (t.gained and t.attempts == 0)}
     for name, entry in snap.microservices.items():
+        if hidden and entry.target in hidden:
+            continue
         add(UP, (name,), 1.0 if entry.up else 0.0)
         values = entry.values
         if values is None:
@@ -115,7 +132,11 @@ def walk(snap: Snapshot, sink: Sink) -> None:
                 add(Q_WAIT, (name, queue), qv.wait_seconds)
     for name in snap.duplicate_microservices:
         add(DUPLICATE, (name,), 1.0)
+    handed_off = 0
     for name, t in snap.targets.items():
+        if name in hidden:
+            handed_off += t.handed_off
+            continue
         add(T_UP, (name,), 1.0 if t.up else 0.0)
         add(POLLS, (name,), float(t.attempts))
         for reason, count in t.errors_total.items():
@@ -138,6 +159,10 @@ def walk(snap: Snapshot, sink: Sink) -> None:
         if stats.failed_jobs is not None:
             add(FAILED, (name,), stats.failed_jobs)
     add(BUILD, (__version__,), 1.0)
+    add(SHARD, (), float(snap.shard))
+    add(TOTAL_SHARDS, (), float(snap.total_shards))
+    add(TARGETS, ("owned",), float(len(snap.targets) - handed_off))
+    add(TARGETS, ("handed_off",), float(handed_off))
 
 
 class _FamilySink:
@@ -185,6 +210,9 @@ class _TextSink:
 
     def add(self, family: Family, labels: Sequence[str], value: float) -> None:
         names = family.labels
+        if not names:
+            self.lines[family].append(f"{self._names[family]} {floatToGoString(value)}\n")
+            return
         pairs = ",".join(f'{names[i]}="{_escape(labels[i])}"' for i in self._order[family])
         self.lines[family].append(f"{self._names[family]}{{{pairs}}} {floatToGoString(value)}\n")
 

@@ -18,10 +18,16 @@ import yaml
 from .http import BasicAuth
 from .jsonexp.modules import Module, parse_modules
 from .mapping import Fixed, Pattern, Rule
+from .sharding import Sharding
 from .tls import TLSConfig
 from .yamlreader import ConfigError, Reader, has_authorization, read_auth, read_headers, read_tls
 
 DEFAULT_LISTEN = "127.0.0.1:9108"
+# A shard keeps polling a target it gave away this long (unless --handoff-grace says otherwise): mounted ConfigMaps
+# reach pods up to a kubelet sync period (1 min by default) plus its cache delay apart, so after a reshard by
+# ConfigMap the new owner may start polling that much later than the old one stopped owning (README "Sharding").
+HANDOFF_GRACE_MIN = 120.0
+HANDOFF_GRACE_POLLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +62,26 @@ class Config:
     source: str = "flags"
     modules: Mapping[str, Module] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    shard: int | None = None  # this pod's ordinal (--shard, or its StatefulSet name or pod-index label)
+    total_shards: int = 1  # --total-shards, or the file's sharding.total_shards
+    handoff_grace: float | None = None  # None: max(HANDOFF_GRACE_MIN, HANDOFF_GRACE_POLLS polls)
 
     @property
     def host_port(self) -> tuple[str, int]:
         """`listen` split into host and port (validated at load)."""
         return split_listen(self.listen, self.source)
+
+    @property
+    def sharding(self) -> Sharding:
+        """This exporter's shard and the number of shards (sharding.py)."""
+        return Sharding(self.shard, self.total_shards)
+
+    @property
+    def handoff_grace_seconds(self) -> float:
+        """How long a target this shard gave away in a reshard is still polled (and kept in the snapshot)."""
+        if self.handoff_grace is not None:
+            return self.handoff_grace
+        return max(HANDOFF_GRACE_MIN, HANDOFF_GRACE_POLLS * self.poll_interval)
 
 
 _USERINFO = re.compile(r"^(?:([^:/?#]+:)//)?[^/?#]*@")
@@ -96,8 +117,9 @@ _TARGET_KEYS = (
 )  # fmt: skip
 _TOP_KEYS = (
     "listen", "poll_interval", "stats_interval", "timeout", "stale_after", "backoff_max", "max_concurrency",
-    "max_body_bytes", "probe_concurrency", "probe_timeout_max", "targets", "modules",
+    "max_body_bytes", "probe_concurrency", "probe_timeout_max", "targets", "modules", "sharding",
 )  # fmt: skip
+_SHARDING_KEYS = ("total_shards", "handoff_grace")
 
 
 def _check_url(url: str, source: str, key: str) -> str:
@@ -188,6 +210,9 @@ def parse_config(
     timeout = file_timeout if timeout is None else timeout
     targets = [_target(t, timeout) for t in r.readers("targets", "a list of targets")]
     modules = parse_modules(r.child("modules"))
+    sharding = r.mapping("sharding")
+    sharding.only(_SHARDING_KEYS)
+    grace = sharding.number("handoff_grace", 0.0, minimum=0) if sharding.has("handoff_grace") else None
     return Config(
         modules=modules,
         warnings=tuple(r.warnings),
@@ -203,6 +228,8 @@ def parse_config(
         probe_concurrency=int(r.number("probe_concurrency", 16, minimum=1, integer=True)),
         probe_timeout_max=r.number("probe_timeout_max", 60.0, minimum=0.1),
         source=source,
+        total_shards=int(sharding.number("total_shards", 1, minimum=1, integer=True)),
+        handoff_grace=grace,
     )
 
 

@@ -4,6 +4,11 @@ One loop per target, so one target never has two polls in flight; each result go
 into the store. A reading the client hands back unchanged (same bodies) is not mapped again, and a changed one
 only for the microservices the change touched (`mapping.Mapper`). A failing target's kept values are dropped on
 time even while backoff spaces its polls.
+
+Sharded (README "Sharding"), the poller polls only the targets its shard owns. When the number of shards changes
+at run time (a reload), targets this shard gains are polled at once, and targets it gives away are polled on, kept
+in the snapshot as handed off, until their handoff grace ends: this shard cannot see whether the new owner has
+polled them yet, so a time cap is what it has.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import aiohttp
 
@@ -28,14 +34,22 @@ from .store import SnapshotStore
 log = logging.getLogger("horizon_keda.poller")
 
 
-def initial_state(target: TargetConfig) -> TargetState:
-    """The state of a target never polled."""
-    return TargetState(name=target.name, url=target.url, fixed_microservice=getattr(target.rule, "microservice", None))
+def initial_state(target: TargetConfig, *, gained: bool = False) -> TargetState:
+    """The state of a target never polled (`gained`: taken over from another shard in a reshard)."""
+    fixed = getattr(target.rule, "microservice", None)
+    return TargetState(name=target.name, url=target.url, fixed_microservice=fixed, gained=gained)
 
 
 def initial_states(config: Config) -> dict[str, TargetState]:
-    """A never-polled state for every configured target, in config order."""
-    return {t.name: initial_state(t) for t in config.targets}
+    """A never-polled state for every configured target this shard owns, in config order."""
+    sharding = config.sharding
+    return {t.name: initial_state(t) for t in config.targets if sharding.owns(t.name)}
+
+
+def first_poll_delay(interval: float) -> float:
+    """How long a target that starts polling waits first: spread over one interval (at most 1 s), so a thousand
+    targets do not start in the same millisecond."""
+    return random.uniform(0, min(interval, 1.0))
 
 
 def backoff_delay(interval: float, failures: int, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -61,7 +75,12 @@ class Poller:
         self._session = session
         self._clock = clock
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
-        self._targets = {t.name: t for t in config.targets}
+        self._sharding = config.sharding
+        self._configured = frozenset(t.name for t in config.targets)
+        # Every target polled: the owned ones, then those handed off in a reshard whose grace has not ended.
+        self._targets = {t.name: t for t in config.targets if self._sharding.owns(t.name)}
+        self._handoff_ends: dict[str, float] = {}  # handed-off target -> end of its grace (time.monotonic)
+        self._handoff_timer: asyncio.TimerHandle | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = False
         # Per target: the last reading mapped and what it mapped to (one entry per target).
@@ -74,37 +93,103 @@ class Poller:
         for target in self._targets.values():
             self._start(target)
 
-    def _start(self, target: TargetConfig) -> None:
-        self._tasks[target.name] = asyncio.create_task(self._loop(target), name=f"poll:{target.name}")
+    def _start(self, target: TargetConfig, *, at_once: bool = False) -> None:
+        self._tasks[target.name] = asyncio.create_task(self._loop(target, at_once), name=f"poll:{target.name}")
 
-    def reconfigure(self, targets: tuple[TargetConfig, ...]) -> None:
-        """Poll `targets` from now on: new ones start, removed ones stop and leave the snapshot at once, unchanged
-        ones keep their state and timers; a target whose settings changed starts afresh (it may be another
-        Horizon)."""
-        states = []
-        wanted = {t.name: t for t in targets}
+    def _stop(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self._mapped.pop(name, None)
+        self._mappers.pop(name, None)
+
+    def reconfigure(self, config: Config) -> None:
+        """Poll `config`'s targets from now on: new ones start, removed ones stop and leave the snapshot at once,
+        unchanged ones keep their state and timers; a target whose settings changed starts afresh (it may be
+        another Horizon).
+
+        Sharded, only the targets this shard owns under `config`'s total. A target it owned and no longer does
+        (the total changed) is polled on, with its settings, and kept in the snapshot as handed off, until
+        `config.handoff_grace_seconds` have passed; a target it takes over from another shard is polled at once."""
+        sharding, grace = config.sharding, config.handoff_grace_seconds
+        now = time.monotonic()
+        wanted = {t.name: t for t in config.targets}
+        polled: dict[str, TargetConfig] = {}
+        ends: dict[str, float] = {}
+        for name, target in wanted.items():
+            if sharding.owns(name):
+                polled[name] = target
+            elif self._targets.get(name) == target:  # polled now, given away now or earlier
+                end = self._handoff_ends.get(name, now + grace)
+                if end > now:
+                    polled[name], ends[name] = target, end
+        # Configured before and not polled here: another shard's until now (a new target starts as at a reload).
+        gained = {n for n in polled if n not in ends and n not in self._targets and n in self._configured}
+        owned_states: list[TargetState] = []
+        handed_states: list[TargetState] = []
+        for name, target in polled.items():
+            kept = self._store.state(name) if self._targets.get(name) == target else None
+            state = kept if kept is not None else initial_state(target, gained=name in gained)
+            handed_off = name in ends
+            if state.handed_off != handed_off:
+                state = replace(state, handed_off=handed_off)
+            (handed_states if handed_off else owned_states).append(state)
         for name, old in list(self._targets.items()):
-            if wanted.get(name) != old:
-                task = self._tasks.pop(name, None)
-                if task is not None:
-                    task.cancel()
-                self._mapped.pop(name, None)
-                self._mappers.pop(name, None)
-        for target in targets:
-            kept = self._store.state(target.name) if self._targets.get(target.name) == target else None
-            states.append(kept if kept is not None else initial_state(target))
-        self._store.replace_targets(states)
-        started = [t for t in targets if self._targets.get(t.name) != t]
-        removed = len(set(self._targets) - set(wanted))
-        self._targets = wanted
+            if polled.get(name) != old:
+                self._stop(name)
+        self._store.replace_targets(owned_states + handed_states, sharding=(sharding.effective_shard, sharding.total))
+        started = [t for t in polled.values() if self._targets.get(t.name) != t]
+        removed = len(set(self._targets) - set(polled))
+        handed = len(set(ends) - set(self._handoff_ends))
+        previous = self._sharding
+        self._targets, self._handoff_ends = polled, ends
+        self._configured, self._sharding = frozenset(wanted), sharding
+        self._schedule_handoff_end()
         if self._running:
             for target in started:
-                self._start(target)
-        log.info("targets: %d polled; %d new or changed, %d removed", len(wanted), len(started), removed)
+                self._start(target, at_once=target.name in gained)
+        log.info("targets: %d polled; %d new or changed, %d removed", len(polled), len(started), removed)
+        if sharding != previous:
+            log.info(
+                "reshard from %s to %s: %d targets gained (polled at once), %d handed off (polled for %gs more, "
+                "not on /metrics)", previous.describe(), sharding.describe(), len(gained), handed, grace,
+            )  # fmt: skip
+        if sharding.sharded and sharding.shard is not None and sharding.shard >= sharding.total:
+            log.warning("shard %d is not below the %d shards: it owns no target (a scale-down removes it)",
+                        sharding.shard, sharding.total)  # fmt: skip
+
+    def _schedule_handoff_end(self) -> None:
+        if self._handoff_timer is not None:
+            self._handoff_timer.cancel()
+            self._handoff_timer = None
+        if not self._handoff_ends:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not serving: nothing polls either
+            return
+        delay = max(0.0, min(self._handoff_ends.values()) - time.monotonic())
+        self._handoff_timer = loop.call_later(delay, self._end_handoffs)
+
+    def _end_handoffs(self) -> None:
+        """Stop polling the handed-off targets whose grace has ended; they leave the snapshot."""
+        self._handoff_timer = None
+        now = time.monotonic()
+        ended = [name for name, end in self._handoff_ends.items() if end <= now]
+        for name in ended:
+            del self._handoff_ends[name], self._targets[name]
+            self._stop(name)
+        if ended:
+            self._store.remove_targets(ended)
+            log.info("handoff grace ended: %d targets no longer polled here", len(ended))
+        self._schedule_handoff_end()
 
     async def stop(self) -> None:
         """Cancel every loop and wait for them to end."""
         self._running = False
+        if self._handoff_timer is not None:
+            self._handoff_timer.cancel()
+            self._handoff_timer = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -133,11 +218,11 @@ class Poller:
                 microservices = mapper.map(reading)
         return PollOutcome(started, duration, reading=reading, microservices=microservices)
 
-    async def _loop(self, target: TargetConfig) -> None:
+    async def _loop(self, target: TargetConfig, at_once: bool = False) -> None:
         client: TargetClient | None = None
         interval = self._config.poll_interval
-        # Spread the first polls over one interval so a thousand targets do not start in the same millisecond.
-        await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
+        if not at_once:  # a target taken over in a reshard is polled at once: its last reading is elsewhere
+            await asyncio.sleep(first_poll_delay(interval))
         failures = 0
         while True:
             try:

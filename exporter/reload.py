@@ -1,9 +1,10 @@
-"""Hot reload of the config file (`targets:` and `modules:`) on SIGHUP and when the file changes.
+"""Hot reload of the config file (`targets:`, `modules:` and `sharding:`) on SIGHUP and when the file changes.
 
 The module set is immutable and swapped whole: a probe that started with the old set finishes with it. New
-targets go to the listeners (the poller), which start, stop and keep target loops. A reload that fails validation
-keeps everything as it runs, logs the error and shows it in `horizon_exporter_config_last_reload_successful`.
-Other settings (listen, intervals, limits) are read at start only; a reload that changes them says so in the log.
+targets go to the listeners (the poller), which start, stop and keep target loops, and hand targets over when the
+number of shards changed (poller.py). A reload that fails validation keeps everything as it runs, logs the error
+and shows it in `horizon_exporter_config_last_reload_successful`. Other settings (listen, intervals, limits) are
+read at start only; a reload that changes them says so in the log.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Immutable snapshots of every target's latest poll: target states, their pure transitions, the merged view.
 
 The poller builds a new `TargetState` per poll (`advance`, pure) and hands it to the store (store.py); readers
-(collector, snapshot API) take `store.current`, a `Snapshot`, and never see half an update.
+(collector, snapshot API) take `store.current`, a `Snapshot`, and never see half an update. A sharded exporter's
+snapshot holds the targets it owns and, for a while after a reshard, those it handed off (`handed_off`: polled and
+in the snapshot, not in /metrics).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class TargetState:
     stats: Stats | None = None
     masters: Mapping[str, int] = field(default_factory=dict)
     microservices: Mapping[str, MicroserviceValues] = field(default_factory=dict)
+    # Sharding (README "Sharding"): another shard owns the target since a reshard; this one still polls it until
+    # its handoff grace ends. And: this shard took the target over in a reshard (until its first poll it is in the
+    # snapshot, values null, but not in /metrics, where it would read as down).
+    handed_off: bool = False
+    gained: bool = False
 
     @property
     def stale(self) -> bool:
@@ -139,6 +146,7 @@ class MicroserviceEntry:
     stale: bool
     fetched_at: float | None
     values: MicroserviceValues | None
+    handed_off: bool = False
 
 
 def _entry(target: TargetState, name: str) -> MicroserviceEntry:
@@ -151,6 +159,7 @@ def _entry(target: TargetState, name: str) -> MicroserviceEntry:
         stale=target.stale and values is not None,
         fetched_at=target.last_success_at if values is not None else None,
         values=values,
+        handed_off=target.handed_off,
     )
 
 
@@ -164,16 +173,19 @@ class Snapshot:
     revision: int = 0
     owners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     was_ready: bool = False
+    shard: int = 0
+    total_shards: int = 1
 
     @property
     def ready(self) -> bool:
-        """Every target has been polled at least once — or every target of the starting config was (targets a
-        reload adds do not make a running exporter unready)."""
-        return self.was_ready or all(t.attempts > 0 for t in self.targets.values())
+        """Every owned target has been polled at least once — or every target of the starting config was (targets
+        a reload or a reshard adds do not make a running exporter unready). Handed-off targets do not count."""
+        return self.was_ready or all(t.attempts > 0 for t in self.targets.values() if not t.handed_off)
 
     @cached_property
     def microservices(self) -> Mapping[str, MicroserviceEntry]:
-        """Microservices of all targets; when two targets name the same one, the first in config order wins."""
+        """Microservices of all targets; when two targets name the same one, the first in config order wins (the
+        store puts owned targets before handed-off ones)."""
         out: dict[str, MicroserviceEntry] = {}
         for target in self.targets.values():
             for name in contributed(target):
@@ -188,10 +200,12 @@ class Snapshot:
 
     @cached_property
     def duplicate_microservices(self) -> tuple[str, ...]:
-        """Microservice names that more than one target reports (only the first target's values are used)."""
+        """Microservice names that more than one owned target reports (only the first target's values are used)."""
         seen: dict[str, str] = {}
         dups: list[str] = []
         for target in self.targets.values():
+            if target.handed_off:
+                continue
             for name in target.microservices:
                 if name in seen and seen[name] != target.name and name not in dups:
                     dups.append(name)

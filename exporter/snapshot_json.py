@@ -10,7 +10,7 @@ from .store import Changes
 
 def _target(t: TargetState) -> dict[str, Any]:
     stats = t.stats
-    return {
+    doc: dict[str, Any] = {
         "url": t.url,
         "up": t.up,
         "last_attempt_at": t.last_attempt_at,
@@ -24,11 +24,14 @@ def _target(t: TargetState) -> dict[str, Any]:
         "failed_jobs": stats.failed_jobs if stats else None,
         "masters": dict(t.masters),
     }
+    if t.handed_off:  # only then: an unsharded exporter's documents are as they were
+        doc["handed_off"] = True
+    return doc
 
 
 def _microservice(e: MicroserviceEntry) -> dict[str, Any]:
     v = e.values
-    return {
+    doc: dict[str, Any] = {
         "target": e.target,
         "up": e.up,
         "stale": e.stale,
@@ -43,6 +46,9 @@ def _microservice(e: MicroserviceEntry) -> dict[str, Any]:
         if v
         else {},
     }
+    if e.handed_off:
+        doc["handed_off"] = True
+    return doc
 
 
 def _head(snap: Snapshot, kind: str, instance: str, poll_interval: float, stale_after: float) -> dict[str, Any]:
@@ -55,6 +61,8 @@ def _head(snap: Snapshot, kind: str, instance: str, poll_interval: float, stale_
         "ready": snap.ready,
         "poll_interval_seconds": poll_interval,
         "stale_after_seconds": stale_after,
+        "shard": snap.shard,
+        "total_shards": snap.total_shards,
     }
 
 

@@ -5,6 +5,9 @@ full `/api/v1/snapshot` show it at once). Only an update a reader can see — a 
 microservice appearing or leaving — makes a new *version*, and visible changes landing within `coalesce` seconds
 of each other make one: long-polls wake on versions, not on polls. The change log says which targets and
 microservices changed after a revision, so the snapshot API can answer with a delta (docs/snapshot-api.md).
+A sharded exporter's reshard is a `replace_targets` like a reload: targets gained join, targets given away are
+kept with `handed_off` set (after the owned ones, so an owned target wins a microservice both report) until the
+poller drops them.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ def visibly_differs(old: TargetState, new: TargetState) -> bool:
     are compared by the caller."""
     return (
         old.up != new.up
+        or old.handed_off != new.handed_off
         or (old.attempts == 0) != (new.attempts == 0)
         or old.error != new.error
         or old.stats != new.stats
         or old.masters != new.masters
     )
+
+
+def _unpolled(states: Iterable[TargetState]) -> int:
+    """Owned targets never polled (handed-off targets do not hold readiness back)."""
+    return sum(s.attempts == 0 and not s.handed_off for s in states)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +68,10 @@ class SnapshotStore:
         *,
         coalesce: float = COALESCE_SECONDS,
         history: int = HISTORY,
+        sharding: tuple[int, int] = (0, 1),
     ) -> None:
         self._clock = clock
+        self._sharding = sharding  # (shard, total shards) as exported
         self._coalesce = coalesce
         self._history = history
         self.instance = secrets.token_hex(8)  # a restarted exporter is another instance: deltas do not cross it
@@ -68,7 +79,7 @@ class SnapshotStore:
         self._owners: dict[str, tuple[str, ...]] = {}
         for state in self._states.values():
             self._own(state.name, (), contributed(state))
-        self._unpolled = sum(s.attempts == 0 for s in self._states.values())
+        self._unpolled = _unpolled(self._states.values())
         self._ready = self._unpolled == 0  # once every starting target was polled; a reload does not undo it
         self._version = 1
         self._revision = 1
@@ -95,6 +106,8 @@ class SnapshotStore:
                 targets=MappingProxyType(self._states.copy()),
                 owners=MappingProxyType(self._owners.copy()),
                 was_ready=self._ready,
+                shard=self._sharding[0],
+                total_shards=self._sharding[1],
             )
         return snap
 
@@ -136,7 +149,7 @@ class SnapshotStore:
         if old is None:
             return
         self._states[state.name] = state
-        if old.attempts == 0 and state.attempts > 0:
+        if old.attempts == 0 and state.attempts > 0 and not state.handed_off:
             self._unpolled -= 1
             self._ready = self._ready or self._unpolled == 0
         changed = self._microservice_changes(old, state)
@@ -145,9 +158,12 @@ class SnapshotStore:
         if changed or visibly_differs(old, state):
             self._schedule()
 
-    def replace_targets(self, states: Iterable[TargetState]) -> None:
-        """Reconfigure: `states` in config order; targets not among them leave, new ones join, kept ones keep
-        their state (pass it back unchanged). One visible change."""
+    def replace_targets(self, states: Iterable[TargetState], *, sharding: tuple[int, int] | None = None) -> None:
+        """Reconfigure: `states` in config order (owned targets first, then handed-off ones); targets not among
+        them leave, new ones join, kept ones keep their state (pass it back unchanged). `sharding`: the new (shard,
+        total shards), when they changed. One visible change."""
+        if sharding is not None:
+            self._sharding = sharding
         new = {s.name: s for s in states}
         entries: list[tuple[str, str]] = []
         for name, old in self._states.items():
@@ -160,9 +176,12 @@ class SnapshotStore:
                 before = contributed(old) if old is not None else ()
                 entries.append(("t", name))
                 entries.extend(("m", n) for n in self._own(name, before, contributed(state)))
+                if old is not None and old.handed_off != state.handed_off:
+                    # Every microservice entry carries its target's handed_off: send them again, whole.
+                    entries.extend(("m", n) for n in contributed(state))
         rank = {name: i for i, name in enumerate(new)}
         self._states = new
-        self._unpolled = sum(s.attempts == 0 for s in new.values())
+        self._unpolled = _unpolled(new.values())
         # Config order decides which target wins a microservice both report; a new order can change the winner.
         for ms, owners in self._owners.items():
             ordered = tuple(sorted(owners, key=lambda o: rank.get(o, len(rank))))
@@ -171,6 +190,11 @@ class SnapshotStore:
             self._owners[ms] = ordered
         self._record(*entries)
         self._schedule(at_once=True)
+
+    def remove_targets(self, names: Iterable[str]) -> None:
+        """Drop the targets called `names` (their handoff ended), keeping every other one as it is."""
+        gone = set(names)
+        self.replace_targets([s for name, s in self._states.items() if name not in gone])
 
     def close(self) -> None:
         """Release every waiter (used on shutdown)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
@@ -63,3 +64,29 @@ async def test_concurrent_scrapes_share_one_render():
     store.update(store.current.targets["billing"])  # a new revision: the next scrape renders again
     await renderer.render(None)
     assert renderer.renders == 2
+
+
+def test_a_shard_serves_neither_handed_off_targets_nor_gained_ones_before_their_first_poll():
+    stats, workload, masters = topology_a()
+    reading = parse_reading(stats, workload, masters)
+    ok = PollOutcome(1.5, 0.25, reading=reading, microservices=map_reading(reading, Fixed("orders")))
+    owned = advance(TargetState("orders", "http://o/horizon", "orders"), ok, 60)
+    ok_b = PollOutcome(1.5, 0.25, reading=reading, microservices=map_reading(reading, Fixed("billing")))
+    handed = replace(advance(TargetState("billing", "http://b/horizon", "billing"), ok_b, 60), handed_off=True)
+    gained = TargetState("payments", "http://p/horizon", "payments", gained=True)
+    store = SnapshotStore({"orders": owned, "payments": gained, "billing": handed}, lambda: 0.0, sharding=(1, 3))
+    registry = CollectorRegistry()
+    registry.register(HorizonCollector(store))
+    text = render_text(store.current)
+    assert text == generate_latest(registry)
+    body = text.decode()
+    assert 'microservice="orders"' in body and 'target="orders"' in body
+    assert "billing" not in body and "payments" not in body
+    assert "horizon_exporter_shard 1.0\n" in body and "horizon_exporter_total_shards 3.0\n" in body
+    assert 'horizon_exporter_targets{state="owned"} 2.0' in body
+    assert 'horizon_exporter_targets{state="handed_off"} 1.0' in body
+    assert store.current.entry("billing").handed_off and store.current.ready is False, "payments is not polled yet"
+    polled = advance(gained, PollOutcome(2.0, 0.1, error=TargetError("timeout", "t")), 60)
+    store.update(polled)
+    assert 'horizon_up{microservice="payments"} 0.0' in render_text(store.current).decode(), "polled: a real 0"
+    assert store.current.ready

@@ -15,6 +15,7 @@ POLLER_ONLY = {
     "horizon_last_success_timestamp_seconds", "horizon_polls_total", "horizon_poll_errors_total",
     "horizon_exporter_build_info", "horizon_microservice_duplicate", "horizon_exporter_http_requests_refused_total",
     "horizon_exporter_config_last_reload_successful", "horizon_exporter_config_last_reload_success_timestamp_seconds",
+    "horizon_exporter_shard", "horizon_exporter_total_shards", "horizon_exporter_targets",
 }  # fmt: skip
 
 

@@ -1,12 +1,14 @@
 """Property: the full document at A plus the delta from A gives exactly the full document at B.
 
 Random sequences of polls (new values, the same values), failures, expiries, reloads that add and remove targets,
-and exporter restarts, through the real store, document builders and the scaler's `Feed`.
+reshards that hand targets off and take them back, and exporter restarts, through the real store, document builders
+and the scaler's `Feed`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -46,6 +48,7 @@ ops = st.one_of(
     st.tuples(st.just("tick"), st.floats(0.1, 4.0)),
     st.tuples(st.just("expire"), st.sampled_from(TARGETS)),
     st.tuples(st.just("reload"), st.lists(st.sampled_from(TARGETS), min_size=1, max_size=5, unique=True)),
+    st.tuples(st.just("reshard"), st.lists(st.sampled_from(TARGETS), max_size=5, unique=True), st.integers(1, 4)),
     st.tuples(st.just("restart")),
     st.tuples(st.just("checkpoint")),
 )  # fmt: skip
@@ -95,6 +98,11 @@ class Exporter:
                 store.update(expired)
         elif kind == "reload":
             store.replace_targets([store.state(n) or _fresh(n) for n in op[1]])
+        elif kind == "reshard":  # as the poller does it: the handed-off targets last, marked
+            handed = set(op[1])
+            states = [replace(s, handed_off=s.name in handed) for s in store.current.targets.values()]
+            states.sort(key=lambda s: s.handed_off)
+            store.replace_targets(states, sharding=(0, op[2]))
         elif kind == "restart":
             self.store = self._new(TARGETS[:3])
 
@@ -118,6 +126,8 @@ def test_full_at_a_plus_delta_equals_full_at_b(sequence: list[tuple[Any, ...]], 
                 copy.__dict__.update(Feed.from_document(doc).__dict__)
             assert copy.microservices == full["microservices"]
             assert copy.targets == full["targets"]
+            for entry in full["microservices"].values():
+                assert entry.get("handed_off", False) == full["targets"][entry["target"]].get("handed_off", False)
             assert (copy.version, copy.revision) == (full["version"], full["revision"])
 
 
