@@ -273,11 +273,11 @@ def _parse_supervisor(raw: Any, master: str, path: str) -> Supervisor:
     sup = _object(raw, "masters", path, empty_list_ok=False)
     name = _string(sup, "name", "masters", path)
     pools = _object(sup.get("processes", []), "masters", f"{path}.processes")
+    # Paths name a key by its position, never its text: an upstream echoing a credential as a key must not see it
+    # copied into a message (see `shown`).
     processes = {
-        _text(str(key), "masters", f"{path}.processes[{key!r}]"): _number(
-            count, "masters", f"{path}.processes[{key!r}]"
-        )
-        for key, count in pools.items()
+        _text(str(key), "masters", f"{path}.processes[#{i}]"): _number(count, "masters", f"{path}.processes[#{i}]")
+        for i, (key, count) in enumerate(pools.items())
     }
     options = sup.get("options")
     max_processes = None
@@ -304,8 +304,8 @@ def parse_masters_checked(payload: Any) -> tuple[Master, ...]:
     """`parse_masters` field by field, naming the JSON path of what is wrong (the fast path's authority)."""
     masters_obj = _object(payload, "masters", "$")
     masters = []
-    for key, raw in masters_obj.items():
-        path = f"$[{key!r}]"
+    for i, (key, raw) in enumerate(masters_obj.items()):
+        path = f"$[#{i}]"  # by position, as above
         master = _object(raw, "masters", path, empty_list_ok=False)
         name = master.get("name")
         name = _text(name, "masters", f"{path}.name") if isinstance(name, str) else _text(str(key), "masters", path)

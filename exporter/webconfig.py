@@ -245,7 +245,10 @@ def parse_web_config(data: Any, source: str) -> WebConfig:
             interval = parse_duration(_text(rl, "interval") or "0")
         except ValueError as exc:
             raise rl.error("interval", str(exc)) from None
-        burst = int(rl.number("burst", 0, minimum=0, integer=True))
+        burst_value = rl.number("burst", 0, minimum=0, integer=True)
+        if burst_value > 2**31:
+            raise rl.error("burst", f"expected an integer up to {2**31}, got {burst_value!r}")
+        burst = int(burst_value)
         if interval > 0:
             if burst < 1:
                 raise rl.error("burst", "expected an integer >= 1 when interval is set (0 would refuse everything)")
@@ -323,6 +326,8 @@ def load_web_config(path: str) -> tuple[WebConfig, ssl.SSLContext | None]:
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read the web config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, "", f"not valid YAML: {exc}") from None
     config = parse_web_config(data, path)

@@ -182,6 +182,10 @@ class WebGuard(Collector):
             self.last_ok = False
             log.error("web config reload failed, keeping the running one: %s", exc)
             return False
+        except Exception as exc:  # a bug must not fail the request or handshake that noticed the change
+            self.last_ok = False
+            log.error("web config reload failed unexpectedly, keeping the running one: %s", type(exc).__name__)
+            return False
         self._stamp = _stamp(config.files)
         if self.ssl_context is not None and context is not None:
             self.ssl_context.current = context
@@ -197,7 +201,9 @@ class WebGuard(Collector):
     async def authenticate(self, header: str | None) -> bool:
         """Whether `header` carries the password of a configured user (bcrypt, in a thread; successes cached)."""
         creds = basic_credentials(header)
-        user, password = creds if creds is not None else ("", b"")
+        if creds is None:  # no or malformed credentials: nothing to time, so no bcrypt queue to clog
+            return False
+        user, password = creds
         hashed = self.config.users.get(user)
         key = b""
         if hashed is not None:

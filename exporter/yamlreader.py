@@ -27,6 +27,7 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+_INF = float("inf")
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -116,7 +117,7 @@ class Reader:
                 value = float(value)
             except ValueError:
                 raise self.error(name, f"expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (_INF, -_INF):
             raise self.error(name, f"expected a number, got {value!r}")
         if value < minimum or (integer and value != int(value)):
             kind = "an integer" if integer else "a number"

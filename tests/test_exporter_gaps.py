@@ -53,7 +53,7 @@ async def raw_horizon() -> AsyncIterator[tuple[RawHorizon, str]]:
         ("stats", b'{"status": "running", "processes": Infinity}',
          "/api/stats $.processes: expected a finite number, got inf"),
         ("masters", b'{"m": {"name": "m", "supervisors": [{"name": "m:s", "processes": {"redis:q": -Infinity}}]}}',
-         "/api/masters $['m'].supervisors[0].processes['redis:q']: expected a finite number, got -inf"),
+         "/api/masters $[#0].supervisors[0].processes[#0]: expected a finite number, got -inf"),
     ],
 )  # fmt: skip
 async def test_nan_and_infinity_are_schema_errors(raw_horizon, make_exporter, endpoint, body, message):

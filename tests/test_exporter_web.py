@@ -370,3 +370,36 @@ basic_auth_users:
     finally:
         await source.close()
         await without.close()
+
+
+async def test_a_request_without_credentials_costs_no_bcrypt_check(serve, tmp_path, monkeypatch):
+    """Only a well-formed Basic header is hashed: header-less clients cannot queue in front of a real login."""
+    checks: list[bytes] = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda password, hashed: checks.append(password) or real(password, hashed))
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f'basic_auth_users:\n  prometheus: "{HASH}"\n')
+    exporter = await serve(web_config)
+    for headers in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Basic ***"}):
+        assert (await get(exporter.url("/metrics"), headers=headers))[0] == 401
+    assert checks == []
+    assert (await get(exporter.url("/metrics"), headers=basic("nobody", "guess")))[0] == 401
+    assert checks == [b"guess"]  # an unknown user still costs what a wrong password costs
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"basic_auth_users:\n  prometheus: \xff\xfe\n", b"rate_limit: {interval: 1s, burst: 1e400}\n"],
+)
+async def test_a_reload_to_an_unreadable_file_is_reported_not_a_500(serve, tmp_path, content, caplog):
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f'basic_auth_users:\n  prometheus: "{HASH}"\n')
+    exporter = await serve(web_config)
+    good = basic("prometheus", PASSWORD)
+    web_config.write_bytes(content)
+    touch_later(web_config)
+    await asyncio.sleep(1.05)
+    with caplog.at_level(logging.ERROR, logger="horizon_keda.web"):
+        assert (await get(exporter.url("/metrics"), headers=good))[0] == 200
+    assert any("keeping the running one" in r.getMessage() for r in caplog.records)
+    await metrics_until(exporter.url("/metrics"), lambda b: "web_config_last_reload_successful 0.0" in b, headers=good)

@@ -68,7 +68,7 @@ def test_missing_optional_stats_are_none_not_zero():
         (
             parse_masters,
             {"m": {"name": "m", "supervisors": [{"name": "m:s", "processes": {"redis:q": "x"}}]}},
-            "/api/masters $['m'].supervisors[0].processes['redis:q']: expected a number, got a string of 1 character",
+            "/api/masters $[#0].supervisors[0].processes[#0]: expected a number, got a string of 1 character",
         ),
     ],
 )
@@ -92,9 +92,9 @@ def test_wrong_shape_names_endpoint_path_and_expectation(call, payload, message)
         (parse_workload, '[{"name": "d", "length": 1, "wait": -Infinity}]',
          "/api/workload $[0].wait: expected a finite number, got -inf"),
         (parse_masters, '{"m": {"name": "m", "supervisors": [{"name": "m:s", "processes": {"redis:q": NaN}}]}}',
-         "/api/masters $['m'].supervisors[0].processes['redis:q']: expected a finite number, got nan"),
+         "/api/masters $[#0].supervisors[0].processes[#0]: expected a finite number, got nan"),
         (parse_masters, '{"m": {"name": "m", "supervisors": [{"name": "m:s", "options": {"maxProcesses": "inf"}}]}}',
-         "/api/masters $['m'].supervisors[0].options.maxProcesses: expected a finite number, got 'inf'"),
+         "/api/masters $[#0].supervisors[0].options.maxProcesses: expected a finite number, got 'inf'"),
     ],
 )  # fmt: skip
 def test_non_finite_numbers_are_schema_errors_naming_the_field(call, text, message):
@@ -112,15 +112,15 @@ def test_non_finite_numbers_are_schema_errors_naming_the_field(call, text, messa
         (parse_stats, r'{"processes": 1, "status": "run\udfffning"}',
          "/api/stats $.status: expected a valid Unicode string, got a string of 8 characters"),
         (parse_masters, r'{"m": {"name": "m", "supervisors": [{"name": "m:\ud800-worker"}]}}',
-         "/api/masters $['m'].supervisors[0].name: expected a valid Unicode string, got a string of 10 characters"),
+         "/api/masters $[#0].supervisors[0].name: expected a valid Unicode string, got a string of 10 characters"),
         (parse_masters, r'{"m": {"name": "m", "supervisors": [{"name": "m:s", "processes": {"redis:\ud83d": 1}}]}}',
-         r"/api/masters $['m'].supervisors[0].processes['redis:\ud83d']: expected a valid Unicode string"),
+         r"/api/masters $[#0].supervisors[0].processes[#0]: expected a valid Unicode string"),
         (parse_masters, r'{"m": {"name": "m", "supervisors": [{"name": "m:s", "status": "\ud800"}]}}',
-         r"/api/masters $['m'].supervisors[0].status: expected a valid Unicode string"),
+         r"/api/masters $[#0].supervisors[0].status: expected a valid Unicode string"),
         (parse_masters, r'{"m\ud800": {"status": "running", "supervisors": []}}',
-         r"/api/masters $['m\ud800']: expected a valid Unicode string"),
+         r"/api/masters $[#0]: expected a valid Unicode string"),
         (parse_masters, r'{"m": {"name": "\ud800", "supervisors": []}}',
-         r"/api/masters $['m'].name: expected a valid Unicode string"),
+         r"/api/masters $[#0].name: expected a valid Unicode string"),
     ],
 )  # fmt: skip
 def test_lone_surrogates_are_schema_errors_naming_the_field(call, text, message):
@@ -134,3 +134,13 @@ def test_lone_surrogates_are_schema_errors_naming_the_field(call, text, message)
 def test_valid_non_ascii_names_are_kept():
     (row,) = parse_workload(json.loads(r'[{"name": "caf\u00e9-\ud83d\ude80", "length": 1}]'))
     assert row.name == "café-🚀"
+
+
+def test_keys_an_upstream_sent_are_named_by_position_never_copied():
+    """A Horizon (or whatever answers in its place) echoing the exporter's token as a JSON key: the error names the
+    key's position, so the token reaches neither the log nor the snapshot."""
+    token = "Bearer CANARY-KEY-0f3a"
+    for payload in ({token: "x"}, {"m": {"supervisors": [{"name": "s", "processes": {token: "nine"}}]}}):
+        with pytest.raises(SchemaError) as info:
+            parse_masters(payload)
+        assert "CANARY" not in str(info.value) and "#0" in str(info.value)
