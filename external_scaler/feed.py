@@ -17,10 +17,23 @@ class OutOfStep(ValueError):
     """A delta that cannot be applied to this copy; ask for the full document."""
 
 
+def shown(value: object) -> str:
+    """`value` as a message may show it: an int as written, anything else by its type (a string by its length).
+
+    The exporter's answer is never copied into a message: whatever answers at its address may echo the scaler's
+    own Authorization header back, and these messages reach KEDA, its events and the audit log.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return f"a string of {len(value)} character{'' if len(value) == 1 else 's'}"
+    return type(value).__name__
+
+
 def _int(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"snapshot document: {key}: expected an integer, got {value!r}")
+        raise ValueError(f"snapshot document: {key}: expected an integer, got {shown(value)}")
     return value
 
 
@@ -77,8 +90,7 @@ class Feed:
             raise ValueError("snapshot document: expected a JSON object")
         version = _int(doc, "version")
         microservices = _objects(doc, "microservices")
-        targets = doc.get("targets")
-        targets = targets if isinstance(targets, dict) else {}
+        targets = _objects(doc, "targets") if "targets" in doc else {}
         revision = doc.get("revision")
         instance = doc.get("instance")
         feed = cls(
@@ -101,8 +113,8 @@ class Feed:
     def apply(self, doc: dict[str, Any]) -> set[str]:
         """Apply a delta in place; the names of the microservices whose entry changed (or left)."""
         if doc.get("instance") != self.instance or doc.get("since") != self.revision or self.revision is None:
-            raise OutOfStep(f"delta since {doc.get('since')!r} of {doc.get('instance')!r} does not follow "
-                            f"revision {self.revision!r} of {self.instance!r}")  # fmt: skip
+            raise OutOfStep(f"delta since {shown(doc.get('since'))} does not follow revision {self.revision} "
+                            "of this exporter instance")  # fmt: skip
         version, revision = _int(doc, "version"), _int(doc, "revision")
         targets, microservices = _objects(doc, "targets"), _objects(doc, "microservices")
         removed_targets, removed = _names(doc, "removed_targets"), _names(doc, "removed_microservices")
@@ -115,7 +127,7 @@ class Feed:
         for tname, times in fresh.items():
             old = self.targets.get(tname)
             if old is None or tname in removed_targets or not isinstance(times, list) or len(times) != 3:
-                raise OutOfStep(f"fresh times for {tname!r} do not apply to this copy")
+                raise OutOfStep("fresh times for a target of this copy do not apply")
             changed_targets[tname] = {**old, **dict(zip(_FRESH, times, strict=True))}
         touched: set[str] = set()
         for name in removed:

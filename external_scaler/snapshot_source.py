@@ -45,6 +45,18 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(body)
 
 
+def failure(exc: BaseException) -> str:
+    """What went wrong, in words that never quote the answer: aiohttp's message for an answer that is not valid
+    HTTP quotes the offending line, which can echo the scaler's own Authorization header back."""
+    if isinstance(exc, TimeoutError):
+        return "no complete answer in time"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "the answer is not valid HTTP"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at line {exc.lineno} column {exc.colno}"
+    return str(exc) or type(exc).__name__
+
+
 class SnapshotSource(Source):
     """Keeps the newest snapshot document; each answer of the long-poll replaces it and wakes the streams."""
 
@@ -171,7 +183,7 @@ class SnapshotSource(Source):
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status} from the snapshot API")
             if resp.content_type != "application/json":
-                raise ValueError(f"not JSON (Content-Type {resp.content_type})")
+                raise ValueError("not JSON (the Content-Type is not application/json)")
             body = await read_capped(resp, self.max_body_bytes)
         return json.loads(body), self._clock()
 
@@ -202,8 +214,10 @@ class SnapshotSource(Source):
                 log.info("exporter %s: %s; asking for the full snapshot", self.url, exc)
                 self._feed = None
                 continue
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ExporterAuthError is a ValueError
-                reason = str(exc) or type(exc).__name__
+            except (aiohttp.ClientError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
+                # ExporterAuthError is a ValueError; TypeError/AttributeError: a document of an unexpected shape
+                # that got past the checks must cost one answer, not the follower.
+                reason = failure(exc)
                 if self._error is None:
                     log.warning("exporter %s unreachable: %s; retrying with backoff", self.url, reason)
                 self._error = f"unreachable: {reason}"

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,8 @@ from aiohttp import web
 from .metrics import TriggerBook
 from .source import Broadcast, Source
 from .status import HISTORY_SAMPLES, SAMPLE_INTERVAL, History, build_state, current_processes, message
+
+log = logging.getLogger("horizon_keda.scaler.status")
 
 MAX_CLIENTS = 32  # open /events streams; more get 503 (each costs a little memory and an encode per update)
 MIN_GAP = 0.5  # seconds: at most two updates a second, however often the source changes
@@ -144,17 +147,22 @@ class StatusPage:
         next_sample = loop.time()
         while True:
             now = loop.time()
-            if now >= next_sample:
-                self.book.prune()  # triggers nobody asks about leave the page as they leave /metrics
-                self.sample()
-                next_sample = max(next_sample + self.sample_interval, now)  # a late loop skips, never bursts
-            wake = next_sample
-            if self.clients and self._key() != self._built_key:
-                due = self._built_at + self.min_gap
-                if now >= due:
-                    self.refresh(now)
-                else:
-                    wake = min(wake, due)
+            wake = now + self.sample_interval
+            try:
+                if now >= next_sample:
+                    self.book.prune()  # triggers nobody asks about leave the page as they leave /metrics
+                    self.sample()
+                    next_sample = max(next_sample + self.sample_interval, now)  # a late loop skips, never bursts
+                wake = next_sample
+                if self.clients and self._key() != self._built_key:
+                    due = self._built_at + self.min_gap
+                    if now >= due:
+                        self.refresh(now)
+                    else:
+                        wake = min(wake, due)
+            except Exception:  # one bad sample must not freeze the page for good
+                log.exception("status page: sampling failed; trying again at the next interval")
+                next_sample = now + self.sample_interval
             version = changes.version
             await changes.wait(version, max(0.0, wake - loop.time()))
 

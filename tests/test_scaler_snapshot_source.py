@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import time
@@ -14,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from external_scaler.exporter_auth import ExporterAuth, ExporterCredentials
 from external_scaler.metadata import Trigger
 from external_scaler.readings import Stale, Unavailable
 from external_scaler.snapshot_source import SnapshotSource
@@ -133,7 +135,7 @@ async def wait_until_async(get, predicate, timeout: float = 10.0) -> None:
         (lambda r: web.Response(status=500, text="boom"), "HTTP 500 from the snapshot API"),
         (
             lambda r: web.Response(text="<html>login</html>", content_type="text/html"),
-            r"not JSON \(Content-Type text/html\)",
+            r"not JSON \(the Content-Type is not application/json\)",
         ),
         (lambda r: web.json_response({"version": "x", "microservices": {}}), "version: expected an integer"),
         (lambda r: web.json_response([1, 2]), "expected a JSON object"),
@@ -239,3 +241,49 @@ async def test_a_chunked_snapshot_under_the_cap_is_read_whole():
     finally:
         await source.close()
         await server.close()
+
+
+async def test_an_answer_echoing_the_scalers_credentials_never_puts_them_in_a_message(tmp_path):
+    """Whatever answers at the exporter's address may reflect the Authorization header (a wrong port, a debug
+    service): neither a malformed HTTP answer nor a document carrying it in a field may copy it into the reason
+    that reaches KEDA, its events and the audit log."""
+    secret = "CANARY-scaler-pass-7c1d"
+    token = base64.b64encode(f"keda:{secret}".encode())
+
+    answered: list[int] = []
+
+    async def reflect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        auth = next(line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization"))
+        answered.append(1)
+        if len(answered) % 2:  # in turn: a malformed answer quoting the header, then a document carrying it
+            writer.write(b"HTTP/1.1 200 OK\r\nBroken Header " + auth + b"\r\n\r\n")
+        else:
+            body = json.dumps({"version": auth.decode(), "microservices": {}}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reflect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    password = tmp_path / "password"
+    password.write_text(secret)
+    credentials = ExporterCredentials(ExporterAuth(username="keda", password_file=str(password)))
+    source = SnapshotSource(f"http://127.0.0.1:{port}", 10, credentials=credentials, backoff_initial=0.05,
+                            backoff_max=0.05)  # fmt: skip
+    await source.start()
+    seen: set[str] = set()
+    try:
+        async with asyncio.timeout(10):
+            while not (any("not valid HTTP" in d for d in seen) and any("integer" in d for d in seen)):
+                seen.add(source.description)
+                await asyncio.sleep(0.005)
+    finally:
+        await source.close()
+        server.close()
+        await server.wait_closed()
+    reasons = {d for d in seen if "unreachable" in d}
+    assert any("not valid HTTP" in d for d in reasons) and any("version: expected an integer" in d for d in reasons)
+    for description in seen:
+        assert secret not in description and token.decode() not in description and "Basic" not in description
