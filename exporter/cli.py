@@ -223,6 +223,8 @@ def status_page_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | N
     if not raw:
         return None
     source = "--status-page-url" if args.status_page_url is not None else ENV_PREFIX + "STATUS_PAGE_URL"
+    if "@" in raw:  # not echoed: a password may hold "/", "?" or "#", which hide it from a URL parse
+        raise ConfigError(source, "", "expected a URL without credentials (it is shown on the landing page)")
     try:
         parts: SplitResult | None = urlsplit(raw)
         _ = parts.port if parts is not None else None  # a port that is not a number raises here

@@ -84,18 +84,22 @@ class Config:
         return max(HANDOFF_GRACE_MIN, HANDOFF_GRACE_POLLS * self.poll_interval)
 
 
-_USERINFO = re.compile(r"^(?:([^:/?#]+:)//)?[^/?#]*@")
-
-
 def redact_url(url: str) -> str:
     """`url` fit for a message or a log line: userinfo, query values and fragment shown as `***`.
 
     `https://user:pw@host/path?token=abc` becomes `https://***@host/path?token=***`. Works on strings that do not
     parse as URLs too, since those are exactly the ones an error message echoes.
     """
+    if "@" in url:
+        # Everything up to the last "@" may be userinfo: a password may hold "/", "?" or "#", which end a URL's
+        # authority, so no parse of the string can be trusted to find where it stops. Over-redacting is safe.
+        scheme, sep, _ = url.partition("://")
+        kept = url.rsplit("@", 1)[1]
+        prefix = scheme + "://" if sep and "@" not in scheme and "/" not in scheme else ""
+        return prefix + "***@" + redact_url(kept)
     rest, hash_, _ = url.partition("#")
     rest, question, query = rest.partition("?")
-    out = _USERINFO.sub(lambda m: (m.group(1) + "//" if m.group(1) else "") + "***@", rest)
+    out = rest
     if question:
         pairs = (p.partition("=") for p in query.split("&"))
         out += "?" + "&".join(f"{k}=***" if eq else ("***" if k else "") for k, eq, _ in pairs)

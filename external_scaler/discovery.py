@@ -62,7 +62,7 @@ def parse_exporter(value: str) -> ExporterSpec:
         port = parts.port
     except ValueError:
         port = -1
-    if "@" in parts.netloc:  # not echoed: it would put the password in the error
+    if "@" in value:  # not echoed: it would put the password in the error (a password may hold "/", "?", "#")
         raise ValueError("credentials inside the URL are refused; use --exporter-username and --exporter-password-file")
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port == -1:
         raise ValueError(f"expected an http(s) URL, got {value!r} (or dns+http(s)://HOST:PORT to follow every "

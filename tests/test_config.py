@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from exporter.cli import build_parser, main, resolve_config, status_page_url
-from exporter.config import load_config
+from exporter.config import load_config, redact_url
 from exporter.mapping import Fixed, Pattern
 from exporter.yamlreader import ConfigError
 from tests.certs import CA
@@ -323,3 +323,11 @@ def test_a_bad_status_page_url_exits_2_naming_the_flag(url: str, message: str, c
 def test_a_bad_status_page_url_variable_is_named():
     with pytest.raises(ConfigError, match="HORIZON_EXPORTER_STATUS_PAGE_URL: expected an http"):
         status_page_url(build_parser().parse_args([]), {"HORIZON_EXPORTER_STATUS_PAGE_URL": "ftp://x"})
+
+
+def test_a_password_holding_url_delimiters_is_never_echoed():
+    """A base64 password often holds "/": no parse can find where such userinfo ends, so all before the last "@"
+    goes."""
+    for url in ("http://admin:pa/ss@exporter:9108", "http://admin:p#ss@host/", "http://admin:p?ss@host/x?t=1"):
+        shown = redact_url(url)
+        assert "pa/ss" not in shown and "p#ss" not in shown and "p?ss" not in shown and shown.startswith("http://***@")

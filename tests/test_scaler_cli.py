@@ -198,3 +198,11 @@ async def test_a_taken_metrics_port_exits_1_naming_the_flag(exporter: FakeExport
                 proc.kill()
                 proc.wait()
     assert f"--metrics-listen: cannot listen on 127.0.0.1:{metrics_port}" in (tmp_path / "scaler.log").read_text()
+
+
+def test_credentials_in_an_exporter_url_are_refused_without_echo_even_with_a_slash():
+    for value in ("http://admin:pa/ss@exporter:9108", "dns+http://admin:p#ss@svc:9108"):
+        run = subprocess.run([str(Path(sys.executable).parent / "horizon-scaler"), "--exporter", value],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert run.returncode == 2 and "credentials inside the URL are refused" in run.stderr
+        assert "pa/ss" not in run.stderr and "p#ss" not in run.stderr
