@@ -44,10 +44,14 @@ class Claim:
     key: str  # the follower's base URL: the last tie-breaker
     fetched_at: float | None
     handed_off: bool
+    target: str = ""  # the Horizon target the exporter read it from
 
-    def order(self) -> tuple[bool, float, bool, str]:
-        """Sort key, best first: a reading before none, the freshest, the owner's before a handed-off copy, URL."""
-        return (self.fetched_at is None, -(self.fetched_at or 0.0), self.handed_off, self.key)
+    def order(self) -> tuple[bool, str, float, bool, str]:
+        """Sort key, best first: a reading before none; then the target whose name sorts first (two targets reporting
+        one microservice is a duplicate, as the exporter's `horizon_microservice_duplicate` says: one is chosen for
+        good, never whichever polled last); within one target (two shards during a handoff or a rollout) the
+        freshest, the owner's before a handed-off copy, the URL."""
+        return (self.fetched_at is None, self.target, -(self.fetched_at or 0.0), self.handed_off, self.key)
 
 
 def claim(key: str, view: ExporterView, name: str) -> Claim | None:
@@ -59,8 +63,10 @@ def claim(key: str, view: ExporterView, name: str) -> Claim | None:
     fetched_at = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
     if fetched_at is not None and not math.isfinite(fetched_at):
         fetched_at = None
-    target = view.targets.get(str(entry.get("target")), {})
-    return Claim(key, fetched_at, entry.get("handed_off") is True or target.get("handed_off") is True)
+    target_name = str(entry.get("target"))
+    target = view.targets.get(target_name, {})
+    handed_off = entry.get("handed_off") is True or (isinstance(target, dict) and target.get("handed_off") is True)
+    return Claim(key, fetched_at, handed_off, target_name)
 
 
 def ranked(claims: Iterable[Claim]) -> list[Claim]:
@@ -98,6 +104,7 @@ class FanInSource(Source):
         self._lost: dict[str, tuple[str, float]] = {}  # microservice -> (dropped follower, when)
         self._memo_version = -1
         self._memo: dict[str, tuple[SnapshotSource, ...]] = {}
+        self._duplicates: set[str] = set()  # microservices already logged as reported by two targets
         self._known: str | None = None
         self._started = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -238,7 +245,14 @@ class FanInSource(Source):
                 view = follower.view
                 if view is not None and (c := claim(url, view, name)) is not None:
                     claims[url] = c
-            found = tuple(self.followers[c.key] for c in ranked(claims.values()))
+            order = ranked(claims.values())
+            found = tuple(self.followers[c.key] for c in order)
+            targets = {c.target for c in order}
+            if len(targets) > 1 and name not in self._duplicates and len(self._duplicates) < _MEMO_LIMIT:
+                self._duplicates.add(name)
+                shown = ", ".join(sorted(targets))
+                log.warning("%s is reported by %d targets on different exporters (%s); answering from %s, whose "
+                            "name sorts first", name, len(targets), shown, order[0].target)  # fmt: skip
             if len(self._memo) < _MEMO_LIMIT:  # bounded even if a client invents microservice names
                 self._memo[name] = found
         return found

@@ -81,12 +81,26 @@ def test_the_freshest_reading_wins_then_the_owner_then_the_url():
     assert ranked([never, second]) == [second, never]  # a reading before none
 
 
+def test_two_targets_reporting_one_microservice_answer_from_one_for_good():
+    """core-eu and core-us both map orders, on different shards: the answer must not flip with every poll."""
+    eu, us = Claim("http://a", 100.0, False, "core-eu"), Claim("http://b", 101.0, False, "core-us")
+    assert ranked([us, eu])[0] == eu
+    eu_later = Claim("http://a", 102.0, False, "core-eu")
+    assert ranked([us, eu_later])[0] == eu_later  # whoever polled last
+    # Within one target (a handoff, or a rollout's overlap), the freshest still wins.
+    old, new = Claim("http://a", 100.0, True, "core-eu"), Claim("http://b", 101.0, False, "core-eu")
+    assert ranked([old, new])[0] == new
+    assert ranked([Claim("http://a", 102.0, True, "core-eu"), new])[0].fetched_at == 102.0
+
+
 def test_handed_off_is_read_from_the_target_or_the_microservice():
     entry = microservice(9.0, fetched_at=50.0)
-    assert claim("u", _view({"orders": entry}), "orders") == Claim("u", 50.0, False)
-    assert claim("u", _view({"orders": entry}, {"orders": {"handed_off": True}}), "orders") == Claim("u", 50.0, True)
-    assert claim("u", _view({"orders": {**entry, "handed_off": True}}), "orders") == Claim("u", 50.0, True)
-    assert claim("u", _view({"orders": microservice(None)}), "orders") == Claim("u", None, False)
+    target = entry["target"]
+    assert claim("u", _view({"orders": entry}), "orders") == Claim("u", 50.0, False, target)
+    marked = _view({"orders": entry}, {target: {"handed_off": True}})
+    assert claim("u", marked, "orders") == Claim("u", 50.0, True, target)
+    assert claim("u", _view({"orders": {**entry, "handed_off": True}}), "orders") == Claim("u", 50.0, True, target)
+    assert claim("u", _view({"orders": microservice(None)}), "orders") == Claim("u", None, False, target)
     assert claim("u", _view({"orders": entry}), "billing") is None
 
 
