@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -22,6 +23,36 @@ from .source import Broadcast, Source
 from .status import HISTORY_SAMPLES, SAMPLE_INTERVAL, History, build_state, current_processes, message
 
 log = logging.getLogger("horizon_keda.scaler.status")
+
+
+def host_allowed(host: str | None) -> bool:
+    """Whether a Host header may see the page: an IP address or localhost (with any port).
+
+    A web page elsewhere could point a DNS name of its own at 127.0.0.1 (DNS rebinding) and read the page through
+    an operator's `kubectl port-forward`; such a request carries that name as its Host, so names are refused.
+    """
+    if not host:
+        return False
+    if host.startswith("[") and "]" in host:  # [v6] or [v6]:port
+        name = host[1 : host.index("]")]
+    elif host.count(":") == 1:  # name:port or v4:port
+        name = host.split(":", 1)[0]
+    else:  # a name, v4, or a bare v6 address
+        name = host
+    name = name.lower()
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def check_host(request: web.Request) -> None:
+    """403 for a Host the page must not answer (see `host_allowed`)."""
+    if not host_allowed(request.headers.get("Host")):
+        raise web.HTTPForbidden(text="the status page answers only to an IP address or localhost in the Host header\n")
 
 MAX_CLIENTS = 32  # open /events streams; more get 503 (each costs a little memory and an encode per update)
 MIN_GAP = 0.5  # seconds: at most two updates a second, however often the source changes
@@ -167,9 +198,11 @@ class StatusPage:
             await changes.wait(version, max(0.0, wake - loop.time()))
 
     async def page(self, request: web.Request) -> web.Response:
+        check_host(request)
         return web.Response(body=self.html, content_type="text/html", charset="utf-8", headers=self.headers)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
+        check_host(request)
         if self._closing:
             raise web.HTTPServiceUnavailable(text="shutting down\n")
         if self.clients >= self.max_clients:

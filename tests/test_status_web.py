@@ -315,3 +315,19 @@ async def test_status_page_false_serves_metrics_only(exporter: FakeExporter, tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_the_page_answers_only_to_an_address_or_localhost_in_the_host_header(exporter: FakeExporter):
+    """DNS rebinding: a page on evil.example pointing its name at 127.0.0.1 reaches an operator's port-forward with
+    `Host: evil.example`; the page and its stream refuse it, /metrics (scraped by pod IP) is unaffected."""
+    async with status_scaler(exporter) as served:
+        port = served.base.rsplit(":", 1)[1]
+        for host in (f"evil.example:{port}", "localhost.evil.example", ""):
+            for path in ("/", "/events"):
+                async with served.session.get(served.base + path, headers={"Host": host}) as resp:
+                    assert resp.status == 403, (host, path)
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", f"10.0.0.7:{port}"):
+            async with served.session.get(served.base + "/", headers={"Host": host}) as resp:
+                assert resp.status == 200, host
+        async with served.session.get(served.base + "/metrics", headers={"Host": "evil.example"}) as resp:
+            assert resp.status == 200
