@@ -54,6 +54,7 @@ def check_host(request: web.Request) -> None:
     if not host_allowed(request.headers.get("Host")):
         raise web.HTTPForbidden(text="the status page answers only to an IP address or localhost in the Host header\n")
 
+
 MAX_CLIENTS = 32  # open /events streams; more get 503 (each costs a little memory and an encode per update)
 MIN_GAP = 0.5  # seconds: at most two updates a second, however often the source changes
 HEARTBEAT = 15.0  # seconds of silence before a comment line keeps proxies and port-forwards from closing the stream
