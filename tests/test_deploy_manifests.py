@@ -1029,14 +1029,21 @@ def test_each_shard_pod_is_its_ordinal_of_replicas_through_the_exporters_own_par
     clusters before 1.28), through the exporter's flag and env handling: shard i of `replicas`. A pod beyond the
     total -- replicas raised without the variable -- exits 2 instead of polling targets another shard owns."""
     objs = render(SHARDED)
-    shards = workload_of(objs, "exporter")
-    replicas, exporter = shards["spec"]["replicas"], containers(objs)["exporter"]
+    replicas, exporter = workload_of(objs, "exporter")["spec"]["replicas"], containers(objs)["exporter"]
     env = {e["name"]: e for e in exporter["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_INDEX"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
     }
     assert env["HORIZON_EXPORTER_TOTAL_SHARDS"]["value"] == str(replicas)
+    assert_each_shard_pod_is_its_ordinal(objs, tmp_path)
+
+
+def assert_each_shard_pod_is_its_ordinal(objs: tuple[dict[str, Any], ...], tmp_path: Path) -> None:
+    """Every pod of the shards' StatefulSet resolves, through the exporter's own config code, to shard i of
+    `replicas`; one pod more fails at start."""
+    shards = workload_of(objs, "exporter")
+    replicas, exporter = shards["spec"]["replicas"], containers(objs)["exporter"]
     config_file = tmp_path / "config.yml"
     config_file.write_text(exporter_config(objs)["data"]["config.yml"])
     argv = [str(config_file) if a == flag(exporter["args"], "--config") else a for a in exporter["args"]]
@@ -1255,10 +1262,10 @@ def test_external_trigger_metadata_passes_the_scalers_parser(name_trigger):
 # --- docs/deploy.md's own overlay ---------------------------------------------------------------------------
 
 
-def doc_files(prefix: str) -> dict[str, str]:
-    """Fenced YAML blocks of docs/deploy.md (also indented ones, in lists) whose first line is `# <prefix>/<file>`:
+def doc_files(prefix: str, doc: str = "deploy.md") -> dict[str, str]:
+    """Fenced YAML blocks of docs/<doc> (also indented ones, in lists) whose first line is `# <prefix>/<file>`:
     file name -> content."""
-    text = (REPO / "docs" / "deploy.md").read_text()
+    text = (REPO / "docs" / doc).read_text()
     blocks = [textwrap.dedent(m[2]) for m in re.finditer(r"^( *)```yaml\n(.*?)^\1```", text, re.S | re.M)]
     return {b.split("\n", 1)[0][len(f"# {prefix}/") :]: b for b in blocks if b.startswith(f"# {prefix}/")}
 
@@ -1324,6 +1331,24 @@ def test_the_documented_hardened_overlay_without_the_operator_renders(tmp_path):
     assert "ServiceMonitor" not in {o["kind"] for o in objs}
     assert_speaks_what_the_exporter_serves(objs)
     assert has_flag(containers(objs)["scaler"]["args"], "--tls-client-ca")
+
+
+def test_the_documented_sharded_overlay_reshards_through_the_file(tmp_path):
+    """docs/scale-out.md's overlay: the total from config.yml instead of the variable, a ConfigMap without a content
+    hash (edits reach the pods as a reload, not a rollout), and still shard i of `replicas` in every pod."""
+    files = doc_files("my-sharded-overlay", "scale-out.md")
+    assert set(files) == {"kustomization.yaml", "config.yml"}
+    objs = render_documented(tmp_path, "my-sharded-overlay", files)
+    exporter = containers(objs)["exporter"]
+    assert "HORIZON_EXPORTER_TOTAL_SHARDS" not in {e["name"] for e in exporter["env"]}
+    assert {e["name"] for e in exporter["env"]} == {"POD_NAME", "POD_INDEX"}
+    configmap = exporter_config(objs)
+    assert configmap["metadata"]["name"] == f"{APP}-config"
+    volumes = {v["name"]: v for v in pod_spec(objs, "exporter")["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == f"{APP}-config"
+    replicas = workload_of(objs, "exporter")["spec"]["replicas"]
+    assert yaml.safe_load(configmap["data"]["config.yml"])["sharding"]["total_shards"] == replicas != 3
+    assert_each_shard_pod_is_its_ordinal(objs, tmp_path)
 
 
 def test_the_documented_scrape_job_passes_promtool_and_matches_the_pod(tmp_path):
