@@ -29,11 +29,15 @@ import yaml
 from aiohttp import web
 
 from exporter.app import create_app
+from exporter.cli import build_parser as exporter_parser
+from exporter.cli import resolve_config
 from exporter.config import Config, parse_config, validate
 from exporter.webconfig import WebConfig, parse_web_config
 from exporter.webguard import UNAUTHENTICATED_PATHS, WebGuard
+from exporter.yamlreader import ConfigError
 from external_scaler import cli as scaler_cli
 from external_scaler.cli import parse_args
+from external_scaler.fanin import FanInSource
 from tests.certs import CA
 from tests.conftest import fixed_target, real_prometheus, require_binary, wait_for
 
@@ -48,10 +52,15 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh-scaledobject-v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh-triggerauthentication-v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-servicemonitor-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com-podmonitor-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com-prometheusrule-v1.json",
 }
 APP = "horizon-keda"
 HARDENED = "mtls"  # the overlay with every protection on
+SHARDED = "sharded"  # exporter shards in a StatefulSet, scalers in a Deployment of their own (docs/scale-out.md)
+# The overlays whose pod is the exporter with the scaler as its sidecar, reading it over loopback.
+SIDECAR_OVERLAYS = [o for o in OVERLAYS if o != SHARDED]
+WORKLOADS = ("Deployment", "StatefulSet")
 SCALER_JOB = "horizon-keda-scaler"  # the scaler's scrape job name, which deploy/monitoring's rules select
 
 
@@ -106,8 +115,19 @@ def components(overlay: str) -> list[str]:
     return [str((here / c).resolve().relative_to(DEPLOY)) for c in listed]
 
 
+def workloads(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """The Deployments and StatefulSets: one Deployment for the sidecar overlays, two workloads when sharded."""
+    return [o for o in objects if o["kind"] in WORKLOADS]
+
+
 def containers(objects: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]}
+    """Every container of every workload by name (`exporter`, `scaler`), wherever it runs."""
+    found: dict[str, dict[str, Any]] = {}
+    for workload in workloads(objects):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            assert container["name"] not in found, f"two containers named {container['name']}"
+            found[container["name"]] = container
+    return found
 
 
 def container_ports(objects: tuple[dict[str, Any], ...]) -> dict[str, int]:
@@ -138,13 +158,31 @@ def has_flag(args: list[str], name: str) -> bool:
     return any(a == name or a.startswith(name + "=") for a in args)
 
 
-def pod_spec(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
-    return one(objects, "Deployment")["spec"]["template"]["spec"]
+def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    return [w["spec"]["template"]["spec"] for w in workloads(objects)]
+
+
+def pod_spec(objects: tuple[dict[str, Any], ...], container: str | None = None) -> dict[str, Any]:
+    """The pod spec of the workload running `container`; without one, of the only workload."""
+    (found,) = [p for p in pod_specs(objects) if container is None or container in {c["name"] for c in p["containers"]}]
+    return found
+
+
+def workload_of(objects: tuple[dict[str, Any], ...], container: str) -> dict[str, Any]:
+    (found,) = [
+        w for w in workloads(objects) if container in {c["name"] for c in w["spec"]["template"]["spec"]["containers"]}
+    ]
+    return found
+
+
+def pod_labels(objects: tuple[dict[str, Any], ...], container: str) -> dict[str, str]:
+    """The pod template labels of the workload running `container`."""
+    return workload_of(objects, container)["spec"]["template"]["metadata"]["labels"]
 
 
 def mounted(objects: tuple[dict[str, Any], ...], container: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
     """The volume a container sees at `path`, and the key of its Secret or ConfigMap that the file holds."""
-    volumes = {v["name"]: v for v in pod_spec(objects)["volumes"]}
+    volumes = {v["name"]: v for v in pod_spec(objects, container["name"])["volumes"]}
     for mount in container.get("volumeMounts", []):
         prefix = mount["mountPath"].rstrip("/") + "/"
         if path.startswith(prefix):
@@ -213,10 +251,10 @@ def is_custom(obj: dict[str, Any]) -> bool:
 
 
 def test_overlays_exist():
-    assert set(OVERLAYS) >= {"with-servicemonitor", "without-servicemonitor"}
+    assert set(OVERLAYS) >= {"with-servicemonitor", "without-servicemonitor", HARDENED, SHARDED}
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_overlay_renders_the_expected_objects(overlay):
     kinds = sorted(o["kind"] for o in render(overlay))
     base = ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service",
@@ -227,6 +265,36 @@ def test_overlay_renders_the_expected_objects(overlay):
     assert {o["metadata"].get("namespace") for o in render(overlay) if o["kind"] != "Namespace"} == {APP}
 
 
+# docs/scale-out.md's table of the sharded overlay's objects: the base's Deployment, Service, NetworkPolicy and
+# PodDisruptionBudget are deleted, two workloads with their own take their place.
+SHARDED_OBJECTS = {
+    ("Namespace", APP), ("ServiceAccount", APP), ("ConfigMap", f"{APP}-config"), ("ConfigMap", f"{APP}-dashboard"),
+    ("StatefulSet", f"{APP}-exporter"), ("Service", f"{APP}-exporter"), ("NetworkPolicy", f"{APP}-exporter"),
+    ("PodDisruptionBudget", f"{APP}-exporter"), ("PodMonitor", f"{APP}-exporter"),
+    ("Deployment", f"{APP}-scaler"), ("Service", f"{APP}-scaler"), ("NetworkPolicy", f"{APP}-scaler"),
+    ("PodDisruptionBudget", f"{APP}-scaler"), ("PodMonitor", f"{APP}-scaler"),
+    ("PrometheusRule", APP),
+}  # fmt: skip
+
+
+def test_the_sharded_overlay_renders_exactly_its_objects():
+    objs = render(SHARDED)
+    names = [(o["kind"], re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"]) if o["kind"] == "ConfigMap"
+              else o["metadata"]["name"]) for o in objs]  # fmt: skip
+    assert len(names) == len(set(names)) and set(names) == SHARDED_OBJECTS
+    assert {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"} == {APP}
+    # The base's ConfigMap keeps its content hash, and the shards mount it by that name.
+    volumes = {v["name"]: v for v in pod_spec(objs, "exporter")["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == exporter_config(objs)["metadata"]["name"] != f"{APP}-config"
+
+
+def test_the_sharded_workloads_run_the_base_image():
+    """The base's `images` covers only the base's objects; the overlay sets the same tag for its own."""
+    base = {c["image"] for c in containers(render("with-servicemonitor")).values()}
+    assert len(base) == 1
+    assert {c["image"] for c in containers(render(SHARDED)).values()} == base
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_builtin_objects_validate_against_kubernetes_schemas(overlay):
     for obj in render(overlay):
@@ -235,12 +303,16 @@ def test_builtin_objects_validate_against_kubernetes_schemas(overlay):
 
 
 def test_prometheus_operator_overlays_add_dashboard_and_alerts():
-    """deploy/monitoring reads what components/servicemonitor scrapes (it adds no scrape target of its own), so an
-    overlay has both or neither; the Prometheus Operator overlays have both."""
+    """deploy/monitoring reads what components/servicemonitor (or the sharded overlay's PodMonitors) scrapes -- it
+    adds no scrape target of its own -- so an overlay has both or neither; the Prometheus Operator overlays have
+    both."""
     for overlay in OVERLAYS:
-        has = {"components/servicemonitor", "monitoring"} & set(components(overlay))
-        assert has in (set(), {"components/servicemonitor", "monitoring"}), overlay
-    assert "monitoring" in components("with-servicemonitor") and "monitoring" in components("mtls")
+        kinds = {o["kind"] for o in render(overlay)}
+        scraped = "components/servicemonitor" in components(overlay) or "PodMonitor" in kinds
+        assert scraped == ("monitoring" in components(overlay)), overlay
+        assert scraped == ("PrometheusRule" in kinds), overlay
+    for overlay in ("with-servicemonitor", HARDENED, SHARDED):
+        assert "monitoring" in components(overlay), overlay
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -325,7 +397,7 @@ def test_push_example_thresholds_at_eight():
 # --- cross-checks: the parts agree -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_service_ports_reach_the_containers(overlay):
     objs = render(overlay)
     named = container_ports(objs)
@@ -341,7 +413,11 @@ def test_service_ports_reach_the_containers(overlay):
     assert service["spec"]["clusterIP"] == "None"
 
 
-@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "without-servicemonitor"])
+def test_the_servicemonitor_overlays():
+    assert [o for o in OVERLAYS if "components/servicemonitor" in components(o)] == [HARDENED, "with-servicemonitor"]
+
+
+@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if "components/servicemonitor" in components(o)])
 def test_servicemonitor_scrapes_the_metrics_port(overlay):
     objs = render(overlay)
     monitor, service = one(objs, "ServiceMonitor"), one(objs, "Service")
@@ -361,7 +437,7 @@ def test_servicemonitor_scrapes_the_metrics_port(overlay):
     assert scaler["relabelings"] == [{"action": "replace", "targetLabel": "job", "replacement": SCALER_JOB}]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_prometheus_annotations_point_at_the_metrics_port(overlay):
     objs = render(overlay)
     annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -371,7 +447,7 @@ def test_prometheus_annotations_point_at_the_metrics_port(overlay):
         assert annotations["prometheus.io/scrape"] == "true"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_networkpolicy_admits_exactly_prometheus_and_keda(overlay):
     objs = render(overlay)
     named = container_ports(objs)
@@ -397,13 +473,22 @@ def test_networkpolicy_admits_exactly_prometheus_and_keda(overlay):
     assert all(rule.get("to") for rule in policy["egress"]), "an egress rule without `to` allows everywhere"
 
 
+def policy_for(objects: tuple[dict[str, Any], ...], container: str) -> dict[str, Any]:
+    """The one NetworkPolicy that selects the pods running `container`."""
+    labels = pod_labels(objects, container)
+    (found,) = [
+        o for o in objects if o["kind"] == "NetworkPolicy" and selects(o["spec"]["podSelector"]["matchLabels"], labels)
+    ]
+    return found
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_egress_reaches_the_configured_horizons(overlay):
     objs = render(overlay)
     config = yaml.safe_load(exporter_config(objs)["data"]["config.yml"])
     allowed = {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-        for rule in one(objs, "NetworkPolicy")["spec"]["egress"] for peer in rule["to"]
+        for rule in policy_for(objs, "exporter")["spec"]["egress"] for peer in rule["to"] if "namespaceSelector" in peer
     }  # fmt: skip
     for target in config["targets"]:
         host = urlsplit(target["url"]).hostname
@@ -413,11 +498,14 @@ def test_egress_reaches_the_configured_horizons(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pdb_covers_the_pods(overlay):
+    """Every workload has two replicas or more and exactly one PodDisruptionBudget, which leaves one standing."""
     objs = render(overlay)
-    pdb = one(objs, "PodDisruptionBudget")["spec"]
-    deployment = one(objs, "Deployment")["spec"]
-    assert selects(pdb["selector"]["matchLabels"], deployment["template"]["metadata"]["labels"])
-    assert deployment["replicas"] >= 2 and pdb["maxUnavailable"] < deployment["replicas"]
+    pdbs = [o["spec"] for o in objs if o["kind"] == "PodDisruptionBudget"]
+    assert len(pdbs) == len(workloads(objs))
+    for workload in workloads(objs):
+        spec = workload["spec"]
+        (pdb,) = [p for p in pdbs if selects(p["selector"]["matchLabels"], spec["template"]["metadata"]["labels"])]
+        assert spec["replicas"] >= 2 and pdb["maxUnavailable"] < spec["replicas"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -436,7 +524,7 @@ def test_probes_use_the_exporter_and_scaler_health_endpoints(overlay):
         assert ("grpc" in scaler[probe]) is not tls
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_sidecar_reads_the_exporter_on_loopback_and_listens_on_the_grpc_port(overlay):
     objs = render(overlay)
     named = container_ports(objs)
@@ -499,22 +587,27 @@ def test_no_mount_lies_inside_another(overlay):
         assert not [(a, b) for a in paths for b in paths if a != b and a.startswith(b)], container["name"]
 
 
+def monitor_endpoints(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Every scrape endpoint of the ServiceMonitors and PodMonitors."""
+    return [e for o in objects if o["kind"] in ("ServiceMonitor", "PodMonitor")
+            for e in o["spec"].get("endpoints", []) + o["spec"].get("podMetricsEndpoints", [])]  # fmt: skip
+
+
 def secret_refs(objects: tuple[dict[str, Any], ...]) -> dict[str, set[str]]:
     """Secret name -> the keys read from it, for every Secret the objects name (a whole-Secret volume: no keys)."""
     refs: dict[str, set[str]] = {}
-    for volume in pod_spec(objects)["volumes"]:
+    for volume in (v for pod in pod_specs(objects) for v in pod.get("volumes", [])):
         if "secret" in volume:
             keys = {i["key"] for i in volume["secret"].get("items", [])}
             refs.setdefault(volume["secret"]["secretName"], set()).update(keys)
-    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
-        for endpoint in monitor["spec"]["endpoints"]:
-            tls = endpoint.get("tlsConfig", {})
-            selectors = [tls.get("ca", {}).get("secret"), tls.get("cert", {}).get("secret"), tls.get("keySecret"),
-                         *endpoint.get("basicAuth", {}).values(), endpoint.get("bearerTokenSecret"),
-                         endpoint.get("authorization", {}).get("credentials")]  # fmt: skip
-            for selector in filter(None, selectors):
-                refs.setdefault(selector["name"], set()).add(selector["key"])
-    for container in pod_spec(objects)["containers"]:
+    for endpoint in monitor_endpoints(objects):
+        tls = endpoint.get("tlsConfig", {})
+        selectors = [tls.get("ca", {}).get("secret"), tls.get("cert", {}).get("secret"), tls.get("keySecret"),
+                     *endpoint.get("basicAuth", {}).values(), endpoint.get("bearerTokenSecret"),
+                     endpoint.get("authorization", {}).get("credentials")]  # fmt: skip
+        for selector in filter(None, selectors):
+            refs.setdefault(selector["name"], set()).add(selector["key"])
+    for container in containers(objects).values():
         for env in container.get("env", []):
             selector = env.get("valueFrom", {}).get("secretKeyRef")
             if selector:
@@ -527,9 +620,10 @@ def test_every_volume_and_secret_the_pod_needs_exists_or_has_an_example(overlay)
     """A mount names a volume of the pod and every volume is mounted; every Secret the overlay names (volumes,
     the ServiceMonitor) has an example in deploy/examples/ with the keys read from it, in the overlay's namespace."""
     objs = render(overlay)
-    volumes = {v["name"] for v in pod_spec(objs)["volumes"]}
-    mounts = {m["name"] for c in containers(objs).values() for m in c.get("volumeMounts", [])}
-    assert mounts == volumes
+    for pod in pod_specs(objs):
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        mounts = {m["name"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        assert mounts == volumes
     shapes = {s["metadata"]["name"]: set(s.get("stringData", {})) | set(s.get("data", {}))
               for _, s in examples("Secret") if s["metadata"]["namespace"] == APP}  # fmt: skip
     refs = secret_refs(objs)
@@ -546,21 +640,30 @@ def test_configmap_is_a_valid_exporter_config(overlay):
     assert [t.name for t in config.targets] == ["orders", "payments"]
 
 
+def scaler_overlays(address: str) -> list[str]:
+    """The overlays whose scalers an example's scalerAddress names: `dns:///` is the sharded install's."""
+    return [SHARDED] if address.startswith("dns:///") else SIDECAR_OVERLAYS
+
+
 @pytest.mark.parametrize("name_so", examples("ScaledObject"), ids=lambda x: x[0])
 def test_scaler_address_resolves_to_the_grpc_port_of_the_service(name_so):
     name, so = name_so
     for trigger in so["spec"]["triggers"]:
         if not trigger["type"].startswith("external"):
             continue
-        host, port = trigger["metadata"]["scalerAddress"].rsplit(":", 1)
+        address = trigger["metadata"]["scalerAddress"]
+        host, port = address.removeprefix("dns:///").rsplit(":", 1)
         service_name, namespace, *rest = host.split(".")
         assert rest in (["svc", "cluster", "local"], ["svc"], []), f"{name}: {host}"
-        for overlay in OVERLAYS:
+        for overlay in scaler_overlays(address):
             objs = render(overlay)
-            service = one(objs, "Service")
-            assert (service["metadata"]["name"], service["metadata"]["namespace"]) == (service_name, namespace)
+            (service,) = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == service_name]
+            assert service["metadata"]["namespace"] == namespace
+            # Headless, so KEDA's resolver finds every scaler pod and round-robins over them.
+            assert service["spec"]["clusterIP"] == "None"
+            assert selects(service["spec"]["selector"], pod_labels(objs, "scaler"))
             assert int(port) == {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
-            policy = one(objs, "NetworkPolicy")["spec"]
+            policy = policy_for(objs, "scaler")["spec"]
             keda_ports = [
                 p["port"] for rule in policy["ingress"] for peer in rule["from"]
                 if peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "keda"
@@ -592,7 +695,14 @@ def test_authentication_refs_name_an_example_triggerauthentication():
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pod_meets_the_restricted_pod_security_standard(overlay):
     objs = render(overlay)
-    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert workloads(objs)
+    for pod in pod_specs(objs):
+        assert_restricted(objs, pod)
+    labels = one(objs, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def assert_restricted(objs: tuple[dict[str, Any], ...], pod: dict[str, Any]) -> None:
     dockerfile_user = re.search(r"^USER\s+(\d+):(\d+)\s*$", (REPO / "Dockerfile").read_text(), re.M)
     assert dockerfile_user, "the Dockerfile's USER must be numeric"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -600,6 +710,7 @@ def test_pod_meets_the_restricted_pod_security_standard(overlay):
     assert pod["securityContext"]["runAsGroup"] == int(dockerfile_user[2])
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
     assert one(objs, "ServiceAccount")["automountServiceAccountToken"] is False
     assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
     for container in pod["containers"]:
@@ -610,12 +721,10 @@ def test_pod_meets_the_restricted_pod_security_standard(overlay):
         assert all(m.get("readOnly") for m in container.get("volumeMounts", [])), container["name"]
     # Secret files readable by the pod's group (fsGroup) only, not by others, not writable.
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
-    for volume in pod["volumes"]:
+    for volume in pod.get("volumes", []):
         if "secret" in volume:
             assert volume["secret"]["defaultMode"] == 0o440, volume["name"]
             assert all("mode" not in item for item in volume["secret"].get("items", [])), volume["name"]
-    labels = one(objs, "Namespace")["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def quantity(value: str) -> float:
@@ -678,9 +787,12 @@ def assert_speaks_what_the_exporter_serves(objs: tuple[dict[str, Any], ...]) -> 
     exporter, scaler = containers(objs)["exporter"], containers(objs)["scaler"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert exporter[probe]["httpGet"].get("scheme", "HTTP") == scheme.upper(), probe
-    assert urlsplit(flag(scaler["args"], "--exporter")).scheme == scheme
-    for monitor in (o for o in objs if o["kind"] == "ServiceMonitor"):
-        assert [e.get("scheme", "http") for e in monitor["spec"]["endpoints"] if e.get("port") == "metrics"] == [scheme]
+    # Through the scaler's own parser: a `dns+https://` exporter speaks https.
+    assert {spec.scheme for spec in parse_args(scaler["args"], {}).exporter} == {scheme}
+    # The exporter's port is scraped by exactly one endpoint of the ServiceMonitor or PodMonitors, if any.
+    monitors = [o for o in objs if o["kind"] in ("ServiceMonitor", "PodMonitor")]
+    schemes = [e.get("scheme", "http") for e in monitor_endpoints(objs) if e.get("port") == "metrics"]
+    assert schemes == ([scheme] if monitors else [])
     if config is not None:
         # A generic annotation-driven job has neither the CA nor a password (and must not be given them).
         annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -860,6 +972,195 @@ async def test_the_hardened_pod_works_with_its_secrets(horizon, tmp_path):
         await runner.cleanup()
 
 
+# --- the sharded overlay -----------------------------------------------------------------------------------
+
+
+def service_named(objects: tuple[dict[str, Any], ...], name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == name]
+    return found
+
+
+def test_the_shards_are_a_parallel_statefulset_behind_a_headless_service():
+    objs = render(SHARDED)
+    shards = workload_of(objs, "exporter")
+    spec = shards["spec"]
+    assert shards["kind"] == "StatefulSet" and spec["replicas"] >= 2
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["updateStrategy"]["type"] == "RollingUpdate"
+    assert selects(spec["selector"]["matchLabels"], spec["template"]["metadata"]["labels"])
+    # The StatefulSet's governing Service: headless, the shards' pods only, the exporter's port.
+    service = service_named(objs, spec["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert selects(service["spec"]["selector"], pod_labels(objs, "exporter"))
+    assert not selects(service["spec"]["selector"], pod_labels(objs, "scaler"))
+    named = container_ports(objs)
+    ports = [(p["name"], p["port"], resolve_port(p["targetPort"], named)) for p in service["spec"]["ports"]]
+    assert ports == [("metrics", named["metrics"], named["metrics"])]
+    assert [p["name"] for p in containers(objs)["exporter"]["ports"]] == ["metrics"]
+    # The probes of the base's exporter: readiness keeps a shard out of the scalers' DNS answer until it has data.
+    base = containers(render("with-servicemonitor"))["exporter"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert containers(objs)["exporter"][probe] == base[probe]
+
+
+def test_the_scalers_are_a_deployment_behind_a_headless_service_on_separate_nodes():
+    objs = render(SHARDED)
+    scalers = workload_of(objs, "scaler")
+    spec = scalers["spec"]
+    assert scalers["kind"] == "Deployment" and spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0  # a rollout never takes the last scaler
+    assert [c["name"] for c in spec["template"]["spec"]["containers"]] == ["scaler"]
+    (term,) = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    # Away from the other scaler pods (the Deployment's own selector), not from the shards.
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert not selects(spec["selector"]["matchLabels"], pod_labels(objs, "exporter"))
+    service = service_named(objs, f"{APP}-scaler")
+    assert service["spec"]["clusterIP"] == "None"
+    assert selects(service["spec"]["selector"], pod_labels(objs, "scaler"))
+    assert not selects(service["spec"]["selector"], pod_labels(objs, "exporter"))
+    named = container_ports(objs)
+    ports = {p["name"]: (p["port"], resolve_port(p["targetPort"], named)) for p in service["spec"]["ports"]}
+    assert ports == {"grpc": (named["grpc"], named["grpc"]), "scaler-metrics": (9109, named["scaler-metrics"])}
+
+
+def test_each_shard_pod_is_its_ordinal_of_replicas_through_the_exporters_own_parser(tmp_path):
+    """The env as the kubelet fills it in for pod <statefulset>-<i> (the pod-index label present, or missing on
+    clusters before 1.28), through the exporter's flag and env handling: shard i of `replicas`. A pod beyond the
+    total -- replicas raised without the variable -- exits 2 instead of polling targets another shard owns."""
+    objs = render(SHARDED)
+    replicas, exporter = workload_of(objs, "exporter")["spec"]["replicas"], containers(objs)["exporter"]
+    env = {e["name"]: e for e in exporter["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_INDEX"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    assert env["HORIZON_EXPORTER_TOTAL_SHARDS"]["value"] == str(replicas)
+    assert_each_shard_pod_is_its_ordinal(objs, tmp_path)
+
+
+def assert_each_shard_pod_is_its_ordinal(objs: tuple[dict[str, Any], ...], tmp_path: Path) -> None:
+    """Every pod of the shards' StatefulSet resolves, through the exporter's own config code, to shard i of
+    `replicas`; one pod more fails at start."""
+    shards = workload_of(objs, "exporter")
+    replicas, exporter = shards["spec"]["replicas"], containers(objs)["exporter"]
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(exporter_config(objs)["data"]["config.yml"])
+    argv = [str(config_file) if a == flag(exporter["args"], "--config") else a for a in exporter["args"]]
+
+    def downward(ordinal: int, label: bool) -> dict[str, str]:
+        fields = {"metadata.name": f"{shards['metadata']['name']}-{ordinal}",
+                  "metadata.labels['apps.kubernetes.io/pod-index']": str(ordinal) if label else ""}  # fmt: skip
+        return {e["name"]: e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+                for e in exporter["env"]}  # fmt: skip
+
+    for ordinal in range(replicas):
+        for label in (True, False):
+            config = resolve_config(exporter_parser().parse_args(argv), downward(ordinal, label))
+            assert (config.shard, config.total_shards) == (ordinal, replicas), (ordinal, label)
+    with pytest.raises(ConfigError, match="not below the total"):
+        resolve_config(exporter_parser().parse_args(argv), downward(replicas, True))
+
+
+def test_the_scalers_follow_every_shard_through_the_headless_service():
+    """The scaler's args through its own parser: one `dns+` exporter naming the shards' headless Service in this
+    namespace, on its port; the source that makes is the fan-in, not the sidecar's single feed."""
+    objs = render(SHARDED)
+    args = parse_args(containers(objs)["scaler"]["args"], {})
+    (spec,) = args.exporter
+    assert spec.dns and spec.scheme == "http" and spec.path == ""
+    name, *domain = spec.host.split(".")
+    service = service_named(objs, workload_of(objs, "exporter")["spec"]["serviceName"])
+    assert name == service["metadata"]["name"]
+    assert domain in ([], [APP], [APP, "svc"], [APP, "svc", "cluster", "local"])  # the scalers' own namespace
+    assert spec.port == {p["name"]: p["port"] for p in service["spec"]["ports"]}["metrics"]
+    assert args.max_connection_age > 0, "KEDA would never re-resolve the scalers' Service"
+    assert 0 < args.resolve_interval <= 30
+    assert isinstance(scaler_cli.make_source(args), FanInSource)
+
+
+def rules_by_port(
+    rules: list[dict[str, Any]], side: str
+) -> dict[tuple[str, int], list[tuple[str | None, dict[str, str]]]]:
+    """(protocol, port) -> the peers a policy's ingress (`from`) or egress (`to`) rules admit, each as (namespace,
+    pod labels, empty for every pod); namespace None: a podSelector alone, the policy's own namespace."""
+    admitted: dict[tuple[str, int], list[tuple[str | None, dict[str, str]]]] = {}
+    for rule in rules:
+        assert rule.get(side), f"a rule without `{side}` admits everyone"
+        for peer in rule[side]:
+            namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+            for port in rule["ports"]:
+                admitted.setdefault((port["protocol"], port["port"]), []).append(
+                    (namespace, peer.get("podSelector", {}).get("matchLabels", {}))
+                )
+    return admitted
+
+
+def test_the_sharded_networkpolicies_admit_exactly_what_each_workload_needs():
+    objs = render(SHARDED)
+    named = container_ports(objs)
+    prometheus = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    dns = [("kube-system", {"k8s-app": "kube-dns"})]
+    exporter, scaler = policy_for(objs, "exporter")["spec"], policy_for(objs, "scaler")["spec"]
+    assert sorted(exporter["policyTypes"]) == sorted(scaler["policyTypes"]) == ["Egress", "Ingress"]
+    # Shards: Prometheus and the scalers (this namespace) on 9108; out, DNS and the Horizons.
+    ingress = rules_by_port(exporter["ingress"], "from")
+    ((namespace, peer),) = [p for p in ingress.pop(("TCP", named["metrics"])) if p != prometheus]
+    assert namespace is None and selects(peer, pod_labels(objs, "scaler"))
+    assert not selects(peer, pod_labels(objs, "exporter"))
+    assert ingress == {}
+    egress = rules_by_port(exporter["egress"], "to")
+    assert egress.pop(("UDP", 53)) == egress.pop(("TCP", 53)) == dns
+    assert {namespace for peers in egress.values() for namespace, _ in peers} == {"shop"}
+    # Scalers: Prometheus on 9109, the KEDA operator on 6000; out, DNS and the shards' 9108 only.
+    assert rules_by_port(scaler["ingress"], "from") == {
+        ("TCP", named["scaler-metrics"]): [prometheus],
+        ("TCP", named["grpc"]): [("keda", {"app": "keda-operator"})],
+    }
+    egress = rules_by_port(scaler["egress"], "to")
+    assert egress.pop(("UDP", 53)) == egress.pop(("TCP", 53)) == dns
+    ((namespace, peer),) = egress.pop(("TCP", named["metrics"]))
+    assert namespace is None and selects(peer, pod_labels(objs, "exporter"))
+    assert not selects(peer, pod_labels(objs, "scaler"))
+    assert egress == {}
+
+
+def test_the_podmonitors_scrape_every_shard_and_scaler_as_the_servicemonitor_does():
+    """One target per pod, with the jobs, intervals and honorLabels the other overlays' ServiceMonitor gives the
+    exporter (its Service's name) and the scaler (the job deploy/monitoring selects)."""
+    objs = render(SHARDED)
+    monitor = one(render("with-servicemonitor"), "ServiceMonitor")
+    service = one(render("with-servicemonitor"), "Service")["metadata"]["name"]
+    reference = {e["port"]: e for e in monitor["spec"]["endpoints"]}
+    for container, port, job in (("exporter", "metrics", service), ("scaler", "scaler-metrics", SCALER_JOB)):
+        (podmonitor,) = [o for o in objs if o["kind"] == "PodMonitor"
+                         and selects(o["spec"]["selector"]["matchLabels"], pod_labels(objs, container))]  # fmt: skip
+        (endpoint,) = podmonitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["port"] == port and port in {p["name"] for p in containers(objs)[container]["ports"]}
+        assert endpoint["relabelings"] == [{"action": "replace", "targetLabel": "job", "replacement": job}]
+        same = ("path", "interval", "scrapeTimeout", "honorLabels")
+        assert {k: endpoint.get(k) for k in same} == {k: reference[port].get(k) for k in same}, container
+    assert len([o for o in objs if o["kind"] == "PodMonitor"]) == 2
+
+
+def test_the_sharded_example_is_the_push_example_through_dns():
+    """The same ScaledObject as (a), its scalerAddress `dns:///` to the sharded install's scaler Service (KEDA's
+    resolver then round-robins over every scaler pod); the other examples keep the sidecar's address."""
+    files = {name: so for name, so in examples("ScaledObject")}
+    sharded, push = (
+        copy.deepcopy(files["scaledobject-sharded.yaml"]),
+        copy.deepcopy(files["scaledobject-external-push.yaml"]),
+    )
+    (trigger,) = sharded["spec"]["triggers"]
+    service = service_named(render(SHARDED), f"{APP}-scaler")
+    grpc = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
+    assert trigger["metadata"].pop("scalerAddress") == f"dns:///{APP}-scaler.{APP}.svc.cluster.local:{grpc}"
+    del push["spec"]["triggers"][0]["metadata"]["scalerAddress"]
+    assert sharded == push
+    others = [t["metadata"]["scalerAddress"] for name, t in EXTERNAL_TRIGGERS if name != "scaledobject-sharded.yaml"]
+    assert others and not [a for a in others if a.startswith("dns:")]
+
+
 # --- the Prometheus path -----------------------------------------------------------------------------------
 
 
@@ -961,10 +1262,10 @@ def test_external_trigger_metadata_passes_the_scalers_parser(name_trigger):
 # --- docs/deploy.md's own overlay ---------------------------------------------------------------------------
 
 
-def doc_files(prefix: str) -> dict[str, str]:
-    """Fenced YAML blocks of docs/deploy.md (also indented ones, in lists) whose first line is `# <prefix>/<file>`:
+def doc_files(prefix: str, doc: str = "deploy.md") -> dict[str, str]:
+    """Fenced YAML blocks of docs/<doc> (also indented ones, in lists) whose first line is `# <prefix>/<file>`:
     file name -> content."""
-    text = (REPO / "docs" / "deploy.md").read_text()
+    text = (REPO / "docs" / doc).read_text()
     blocks = [textwrap.dedent(m[2]) for m in re.finditer(r"^( *)```yaml\n(.*?)^\1```", text, re.S | re.M)]
     return {b.split("\n", 1)[0][len(f"# {prefix}/") :]: b for b in blocks if b.startswith(f"# {prefix}/")}
 
@@ -1030,6 +1331,24 @@ def test_the_documented_hardened_overlay_without_the_operator_renders(tmp_path):
     assert "ServiceMonitor" not in {o["kind"] for o in objs}
     assert_speaks_what_the_exporter_serves(objs)
     assert has_flag(containers(objs)["scaler"]["args"], "--tls-client-ca")
+
+
+def test_the_documented_sharded_overlay_reshards_through_the_file(tmp_path):
+    """docs/scale-out.md's overlay: the total from config.yml instead of the variable, a ConfigMap without a content
+    hash (edits reach the pods as a reload, not a rollout), and still shard i of `replicas` in every pod."""
+    files = doc_files("my-sharded-overlay", "scale-out.md")
+    assert set(files) == {"kustomization.yaml", "config.yml"}
+    objs = render_documented(tmp_path, "my-sharded-overlay", files)
+    exporter = containers(objs)["exporter"]
+    assert "HORIZON_EXPORTER_TOTAL_SHARDS" not in {e["name"] for e in exporter["env"]}
+    assert {e["name"] for e in exporter["env"]} == {"POD_NAME", "POD_INDEX"}
+    configmap = exporter_config(objs)
+    assert configmap["metadata"]["name"] == f"{APP}-config"
+    volumes = {v["name"]: v for v in pod_spec(objs, "exporter")["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == f"{APP}-config"
+    replicas = workload_of(objs, "exporter")["spec"]["replicas"]
+    assert yaml.safe_load(configmap["data"]["config.yml"])["sharding"]["total_shards"] == replicas != 3
+    assert_each_shard_pod_is_its_ordinal(objs, tmp_path)
 
 
 def test_the_documented_scrape_job_passes_promtool_and_matches_the_pod(tmp_path):

@@ -86,6 +86,9 @@ def test_the_alerts_the_issue_asks_for_exist():
         "HorizonScalerUnavailable",  # ... no replica at all
         "HorizonScalerErrors",  # scaler errors reaching KEDA
         "HorizonMicroserviceAtMaxReplicas",  # a microservice pinned at its max replicas
+        "HorizonExporterShardMissing",  # issue 14: a shard missing ...
+        "HorizonExporterShardCountMismatch",  # ... shards disagreeing on the number of shards ...
+        "HorizonExporterShardUnreachable",  # ... and a shard a scaler cannot read
     }
 
 
