@@ -362,9 +362,10 @@ basic_auth_users:
         async with asyncio.timeout(10):
             while source.changes.version == version or not source.fresh:
                 await source.changes.wait(source.changes.version, 0.5)
-        fulls = source.fulls
-        async with asyncio.timeout(10):  # and keeps following: a later answer arrives with the new password
-            while source.fulls + source.deltas <= fulls + 1:
+        answers = source.fulls + source.deltas
+        # And keeps following: a later answer (at the latest when the long-poll times out) comes with the new password.
+        async with asyncio.timeout(source.wait * 2 + 10):
+            while source.fulls + source.deltas <= answers or not source.fresh:
                 await asyncio.sleep(0.1)
         assert source.fresh and PASSWORD not in source.description and "rotated-pass" not in without.description
     finally:
