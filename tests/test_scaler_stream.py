@@ -105,5 +105,8 @@ async def test_a_thousand_open_cancel_cycles_leave_no_tasks_or_memory_behind(sca
     tracemalloc.stop()
     growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert servicer.open_streams == 0
-    assert len(asyncio.all_tasks()) <= tasks_before
+    # grpc.aio finishes a cancelled call's server task a moment after the stream is gone; a leak stays for good.
+    async with asyncio.timeout(5):
+        while len(asyncio.all_tasks()) > tasks_before:
+            await asyncio.sleep(0.05)
     assert growth < 1_000_000, f"{growth} bytes retained after 1,000 cycles"
