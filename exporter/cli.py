@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from aiohttp import web
 
@@ -16,7 +16,7 @@ from .app import create_app
 from .config import DEFAULT_LISTEN, Config, load_config, split_listen, target_from_flag, validate
 from .gcpause import tune_collector
 from .mapping import Fixed
-from .process import LOG_FORMATS, configure_logging, new_event_loop
+from .process import LOG_FORMATS, configure_logging, new_event_loop, start_task_report
 from .yamlreader import ConfigError
 
 ENV_PREFIX = "HORIZON_EXPORTER_"
@@ -135,6 +135,14 @@ def _summary(config: Config) -> str:
     return "\n".join(lines)
 
 
+async def _task_report(app: web.Application) -> AsyncIterator[None]:
+    """HORIZON_KEDA_DEBUG_TASKS (debugging only, off by default): see process.start_task_report."""
+    task = start_task_report(os.environ)
+    yield
+    if task is not None:
+        task.cancel()
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Console entry point."""
     args = build_parser().parse_args(argv)
@@ -156,6 +164,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     loop = new_event_loop(os.environ)
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
     app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env))
+    app.cleanup_ctx.append(_task_report)
     web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop)
     return 0
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
-from .process import LOG_FORMATS, configure_logging, new_event_loop
+from .process import LOG_FORMATS, configure_logging, new_event_loop, start_task_report
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
@@ -126,11 +126,14 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     log.info("serving externalscaler.ExternalScaler on %s (port %d, %s) from %s", args.listen, port,
              "mTLS" if args.tls_client_ca else "TLS" if tls else "plaintext", server.source.description)  # fmt: skip
+    task_report = start_task_report(os.environ)  # HORIZON_KEDA_DEBUG_TASKS: debugging only, off by default
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if task_report is not None:
+        task_report.cancel()
     log.info("signal received: ending streams and finishing in-flight calls (grace %gs)", args.grace)
     await server.stop(args.grace)
     if audit is not None:
