@@ -236,7 +236,8 @@ def serve(kind: str, n: int, port: int, churn: float, subjects: int, faults: flo
     app.router.add_post("/-/set", set_processes)
     app.router.add_get("/-/info", info)
     app.router.add_get("/-/faults", fault_history)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    # shutdown_timeout: requests of a Horizon failing with "hang" must not hold the shutdown for HANG_SECONDS.
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, shutdown_timeout=1.0)
 
 
 def main() -> int:
