@@ -2,10 +2,10 @@
 
 What runs (all on 127.0.0.1, each its own process)
 --------------------------------------------------
-* fleet: this script with `--serve`: N fake Horizons built with `simulator.payloads` (Horizon 5's exact shapes),
-  one path prefix each (`/<name>/horizon/api/...`), bodies pre-serialised. Every second `--churn` of the
-  microservices (default 5 %) change: queue length and wait, jobs per minute, and ±1 process on their supervisor
-  — that Horizon's three bodies change. Flip subjects (below) never churn.
+* fleet: `bench/fakefleet.py` (shared with soak.py): N fake Horizons built with `simulator.payloads` (Horizon 5's
+  exact shapes), one path prefix each (`/<name>/horizon/api/...`), bodies pre-serialised. Every second `--churn`
+  of the microservices (default 5 %) change: queue length and wait, jobs per minute, and ±1 process on their
+  supervisor — that Horizon's three bodies change. Flip subjects (below) never churn.
 * exporter: `.venv/bin/horizon-exporter --config <generated>` polling every `--poll` seconds.
 * scaler: `.venv/bin/horizon-scaler --exporter <exporter>` following the exporter's snapshot feed.
 * this process: a gRPC client holding StreamIsActive open for `--subjects` microservices and flipping their
@@ -46,13 +46,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
+FAKE_FLEET = Path(__file__).with_name("fakefleet.py")
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -61,148 +61,6 @@ GOALS = {
     "a:1000": {"exporter_cpu": 35.0, "scaler_cpu": 5.0, "push_p99": 1.5},
     "b:10000": {"exporter_rss": 150.0, "exporter_cpu": 25.0, "metrics_ratio": 1.1},
 }
-
-
-# ---------------------------------------------------------------------------------------------------- the fleet
-
-
-def _specs(kind: str, n: int) -> list[Any]:
-    from simulator.model import HorizonSpec, MicroserviceSpec, QueueSpec, SupervisorSpec
-
-    if kind == "a":  # one Horizon per microservice, two queues, one balanced supervisor, two pods
-        return [
-            HorizonSpec(f"ms{i:05d}", (MicroserviceSpec(
-                f"ms{i:05d}",
-                queues=(QueueSpec("default", 0.6, 1.0, 10.0), QueueSpec("emails", 1.5, 0.2, 2.0)),
-                supervisors=(SupervisorSpec("supervisor-1", ("default", "emails"), max_processes=20),),
-                pods=2,
-            ),))
-            for i in range(n)
-        ]  # fmt: skip
-    microservices = tuple(
-        MicroserviceSpec(
-            f"ms{i:05d}",
-            queues=(QueueSpec(f"ms{i:05d}-jobs", 0.5, 0.5, 5.0),),
-            supervisors=(SupervisorSpec(f"ms{i:05d}-worker", (f"ms{i:05d}-jobs",), max_processes=20),),
-        )
-        for i in range(n)
-    )
-    return [HorizonSpec("core", microservices)]
-
-
-@dataclass
-class FakeHorizon:
-    """One fake Horizon's payloads (mutable dicts) and their serialised bodies."""
-
-    name: str
-    payloads: dict[str, Any]
-    bodies: dict[str, bytes] = field(default_factory=dict)
-    dirty: bool = True
-
-    def serialise(self) -> None:
-        if self.dirty:
-            self.bodies = {k: json.dumps(v).encode() for k, v in self.payloads.items()}
-            self.dirty = False
-
-
-class Fleet:
-    """The fake fleet: payloads per Horizon and, per microservice, the dicts to change."""
-
-    def __init__(self, kind: str, n: int, seed: int = 1) -> None:
-        from simulator.model import Fleet as ModelFleet
-        from simulator.payloads import horizon_payloads
-
-        self.rng = random.Random(seed)
-        model = ModelFleet(_specs(kind, n), seed)
-        self.horizons: dict[str, FakeHorizon] = {}
-        self.supervisors: dict[str, list[dict[str, Any]]] = {}  # microservice -> its supervisors (every master)
-        self.rows: dict[str, list[dict[str, Any]]] = {}  # microservice -> its workload rows
-        self.owner: dict[str, FakeHorizon] = {}
-        for name, state in model.horizons.items():
-            stats, workload, masters = horizon_payloads(state)
-            h = FakeHorizon(name, {"stats": stats, "workload": workload, "masters": masters})
-            self.horizons[name] = h
-            for master in masters.values():
-                for sup in master["supervisors"]:
-                    ms = name if kind == "a" else sup["name"].split(":", 1)[1].removesuffix("-worker")
-                    self.supervisors.setdefault(ms, []).append(sup)
-                    self.owner[ms] = h
-            for row in workload:
-                ms = name if kind == "a" else row["name"].removesuffix("-jobs")
-                self.rows.setdefault(ms, []).append(row)
-        self.microservices = sorted(self.supervisors)
-        for h in self.horizons.values():
-            h.serialise()
-
-    def set_processes(self, microservice: str, processes: int) -> None:
-        sup = self.supervisors[microservice][0]
-        first = next(iter(sup["processes"]))
-        sup["processes"] = {k: (processes if k == first else v) for k, v in sup["processes"].items()}
-        h = self.owner[microservice]
-        h.dirty = True
-        h.serialise()
-
-    def churn(self, fraction: float, frozen: set[str]) -> int:
-        pool = [m for m in self.microservices if m not in frozen]
-        chosen = self.rng.sample(pool, min(len(pool), round(fraction * len(self.microservices))))
-        for ms in chosen:
-            for row in self.rows.get(ms, []):
-                row["length"] = self.rng.randint(0, 40)
-                row["wait"] = row["length"] // 2
-            sup = self.supervisors[ms][-1]
-            key = next(iter(sup["processes"]))
-            moved = max(1, min(6, sup["processes"][key] + self.rng.choice((-1, 1))))
-            sup["processes"] = {**sup["processes"], key: moved}
-            h = self.owner[ms]
-            h.payloads["stats"]["jobsPerMinute"] = self.rng.randint(0, 500)
-            h.dirty = True
-        for h in {self.owner[ms].name: self.owner[ms] for ms in chosen}.values():
-            h.serialise()
-        return len(chosen)
-
-
-def serve(kind: str, n: int, port: int, churn: float, subjects: int) -> None:
-    """`--serve`: the fake fleet on 127.0.0.1:port until SIGTERM."""
-    from aiohttp import web
-
-    fleet = Fleet(kind, n)
-    frozen = set(fleet.microservices[:subjects])
-    for ms in frozen:
-        fleet.set_processes(ms, 1)
-
-    async def endpoint(request: web.Request) -> web.Response:
-        h = fleet.horizons.get(request.match_info["horizon"])
-        what = request.match_info["endpoint"]
-        if h is None or what not in h.bodies:
-            return web.Response(status=404, text="not found")
-        return web.Response(body=h.bodies[what], content_type="application/json")
-
-    async def set_processes(request: web.Request) -> web.Response:
-        body = await request.json()
-        fleet.set_processes(body["microservice"], int(body["processes"]))
-        return web.json_response({"applied_at": time.time()})
-
-    async def info(request: web.Request) -> web.Response:
-        sizes = {k: len(v) for k, v in next(iter(fleet.horizons.values())).bodies.items()}
-        return web.json_response({"horizons": list(fleet.horizons), "microservices": fleet.microservices,
-                                  "subjects": sorted(frozen), "bytes": sizes})  # fmt: skip
-
-    async def churning(app: web.Application) -> Any:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(1.0)
-                fleet.churn(churn, frozen)
-
-        task = asyncio.create_task(loop())
-        yield
-        task.cancel()
-
-    app = web.Application()
-    app.cleanup_ctx.append(churning)
-    app.router.add_get("/{horizon}/horizon/api/{endpoint}", endpoint)
-    app.router.add_post("/-/set", set_processes)
-    app.router.add_get("/-/info", info)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def baseline(port: int, horizons: list[str], poll: float, concurrency: int) -> None:
@@ -454,8 +312,8 @@ def run_case(case: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any
     kind, n = case.split(":")[0], int(case.split(":")[1])
     fleet_port, exp_port, scaler_port = free_port(), free_port(), free_port()
     subjects = min(args.subjects, n)
-    fleet = spawn([sys.executable, __file__, "--serve", case, "--port", str(fleet_port), "--churn",
-                   str(args.churn), "--subjects", str(subjects)], logdir / f"{case}-fleet.log")  # fmt: skip
+    fleet = spawn([sys.executable, str(FAKE_FLEET), case, "--port", str(fleet_port), "--churn", str(args.churn),
+                   "--subjects", str(subjects)], logdir / f"{case}-fleet.log")  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = [fleet]
     result: dict[str, Any] = {"case": case, "n": n}
     try:
@@ -622,16 +480,11 @@ def main() -> int:
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop of the exporter and the scaler (HORIZON_KEDA_EVENT_LOOP)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--serve", metavar="CASE", help=argparse.SUPPRESS)
     p.add_argument("--baseline", metavar="HORIZONS", help=argparse.SUPPRESS)
     p.add_argument("--metrics-server", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     args.env = {"HORIZON_KEDA_EVENT_LOOP": args.loop}
-    if args.serve:
-        kind, n = args.serve.split(":")
-        serve(kind, int(n), args.port, args.churn, args.subjects)
-        return 0
     if args.baseline:
         baseline(args.port, args.baseline.split(","), args.poll, concurrency=32)
         return 0

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from urllib.parse import SplitResult, urlsplit
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from .app import create_app
 from .config import DEFAULT_LISTEN, Config, load_config, redact_url, split_listen, target_from_flag, validate
 from .gcpause import tune_collector
 from .mapping import Fixed
-from .process import LOG_FORMATS, configure_logging, new_event_loop
+from .process import LOG_FORMATS, configure_logging, new_event_loop, start_task_report
 from .sharding import ordinal_from_pod_name, owner
 from .webconfig import WebConfig, load_web_config
 from .webguard import WebGuard, describe
@@ -261,6 +261,14 @@ def _summary(config: Config, web_config: WebConfig | None) -> str:
     return "\n".join(lines)
 
 
+async def _task_report(app: web.Application) -> AsyncIterator[None]:
+    """HORIZON_KEDA_DEBUG_TASKS (debugging only, off by default): see process.start_task_report."""
+    task = start_task_report(os.environ)
+    yield
+    if task is not None:
+        task.cancel()
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Console entry point."""
     args = build_parser().parse_args(argv)
@@ -290,6 +298,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     logging.getLogger("horizon_keda").info("event loop: %s", type(loop).__module__.split(".")[0])
     app = create_app(config, load=lambda: resolve_config(build_parser().parse_args(argv), env, reload=True),
                      guard=guard, status_page_url=status_page)  # fmt: skip
+    app.cleanup_ctx.append(_task_report)
     web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop, ssl_context=guard.ssl_context)
     return 0
 

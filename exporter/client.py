@@ -96,11 +96,17 @@ class TargetClient:
         results = await asyncio.gather(
             *(self._get_parsed(endpoint, headers) for endpoint in endpoints), return_exceptions=True
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                if isinstance(result, FetchError | asyncio.CancelledError):
-                    raise result
-                raise FetchError("internal", f"unexpected {type(result).__name__}: {result}")
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            del results
+            if not isinstance(failure, FetchError | asyncio.CancelledError):
+                failure = FetchError("internal", f"unexpected {type(failure).__name__}: {failure}")
+            try:
+                raise failure
+            finally:
+                # The traceback holds this frame: no local may hold the exception, or every failed poll leaves a
+                # reference cycle (frames, responses) for the rarely running collector instead of freeing it now.
+                del failure
         if stats_due:
             self._stats_at = now
         stats, workload, masters = (self._parsed[e][1] for e in ENDPOINTS)
@@ -159,4 +165,10 @@ class TargetClient:
         except FetchError:
             raise
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise client_error(exc, where, self.target.timeout) from None
+            error = client_error(exc, where, self.target.timeout)
+        # Raised outside the except, so aiohttp's exception and its frames are not kept as the context; and, as in
+        # fetch, no local of this frame holds it once it is on its way.
+        try:
+            raise error
+        finally:
+            del error

@@ -16,7 +16,7 @@ from .discovery import ExporterSpec, parse_exporter
 from .exporter_auth import ExporterAuth, ExporterAuthError, ExporterCredentials
 from .fanin import FanInSource
 from .metrics import ScalerMetrics
-from .process import LOG_FORMATS, configure_logging, new_event_loop
+from .process import LOG_FORMATS, configure_logging, new_event_loop, start_task_report
 from .prometheus_source import PrometheusSource
 from .server import ScalerServer
 from .snapshot_source import SnapshotSource
@@ -240,11 +240,14 @@ async def serve(args: argparse.Namespace) -> int:
             return 1
         log.info("serving /metrics on %s (port %d)%s", host, web_port,
                  "; the status page at / (events at /events)" if args.status_page else "")  # fmt: skip
+    task_report = start_task_report(os.environ)  # HORIZON_KEDA_DEBUG_TASKS: debugging only, off by default
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if task_report is not None:
+        task_report.cancel()
     log.info("signal received: ending streams and finishing in-flight calls (grace %gs)", args.grace)
     await server.stop(args.grace)
     if web_server is not None:
