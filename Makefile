@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/probe_json.py
 	$(PY) bench/scaler_getmetrics.py
 	$(PY) bench/scaler_push.py
+	$(PY) bench/scale_out.py
 	$(PY) bench/whatif_speed.py
 	$(PY) bench/whatif_calibration.py
 
