@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from external_scaler._proto import externalscaler_pb2 as pb
 from external_scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from external_scaler.metadata import Trigger
 from external_scaler.server import ScalerServer
 from external_scaler.snapshot_source import SnapshotSource
 from external_scaler.source import Source
@@ -136,6 +137,21 @@ class FakeExporter:
         event.set()
         if server is not None:
             await server.close()
+
+
+class BrokenSource(Source):
+    """A source with a bug: `read` raises something that is neither NotFound nor Unavailable."""
+
+    fresh, description = True, "broken"
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def read(self, trigger: Trigger) -> float:
+        raise KeyError("processes")
 
 
 @dataclass

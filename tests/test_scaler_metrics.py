@@ -27,7 +27,16 @@ from external_scaler.snapshot_source import SnapshotSource
 from external_scaler.source import Source
 from external_scaler.tenants import TenantsFile
 from tests.conftest import require_binary
-from tests.scaler_fixtures import FakeExporter, Scaler, microservice, ref, scaler_with_metrics, scrape, wait_until
+from tests.scaler_fixtures import (
+    BrokenSource,
+    FakeExporter,
+    Scaler,
+    microservice,
+    ref,
+    scaler_with_metrics,
+    scrape,
+    wait_until,
+)
 
 
 class Clock:
@@ -197,19 +206,6 @@ async def test_metadata_values_never_reach_the_metrics(exporter: FakeExporter):
     assert 'microservice="orders"' in text
 
 
-class _Broken(Source):
-    fresh, description = True, "broken"
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def read(self, trigger: Trigger) -> float:
-        raise KeyError("bug")
-
-
 async def test_every_refusal_is_counted_with_the_code_the_audit_trail_records(tmp_path: Path, exporter: FakeExporter):
     policy = tmp_path / "tenants.yml"
     policy.write_text("tenants:\n  shop:\n    namespaces: [shop]\n    microservices: [orders, billing, shipping]\n")
@@ -232,7 +228,7 @@ async def test_every_refusal_is_counted_with_the_code_the_audit_trail_records(tm
             with pytest.raises(grpc.aio.AioRpcError):
                 await call()
         scraped = await scrape(url)
-    async with scaler_with_metrics(_Broken()) as (broken, broken_url):
+    async with scaler_with_metrics(BrokenSource()) as (broken, broken_url):
         with pytest.raises(grpc.aio.AioRpcError):
             await broken.stub.IsActive(ref())
         internal = await scrape(broken_url)

@@ -14,11 +14,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from external_scaler import servicer
 from external_scaler._proto import externalscaler_pb2 as pb
-from external_scaler.metadata import Trigger
 from external_scaler.server import ScalerServer
 from external_scaler.snapshot_source import SnapshotSource
-from external_scaler.source import Source
-from tests.scaler_fixtures import FakeExporter, Scaler, microservice, ref, running_scaler, scaler_on
+from tests.scaler_fixtures import BrokenSource, FakeExporter, Scaler, microservice, ref, running_scaler, scaler_on
 
 
 @pytest.fixture
@@ -197,24 +195,9 @@ async def test_one_log_line_per_scaling_change(scaler: Scaler, caplog):
     assert len(lines) == 1 and lines[0].startswith("orders: processes 9 ≥ 8 → 2 replica(s)")
 
 
-class _Broken(Source):
-    """A source with a bug: `read` raises something that is neither NotFound nor Unavailable."""
-
-    fresh, description = True, "broken"
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def read(self, trigger: Trigger) -> float:
-        raise KeyError("processes")
-
-
 async def test_a_bug_in_the_source_is_internal_not_unknown(caplog):
     caplog.set_level(logging.ERROR, logger="horizon_keda.scaler")
-    async with running_scaler(_Broken()) as scaler:
+    async with running_scaler(BrokenSource()) as scaler:
         for call in (scaler.stub.IsActive(ref()), _metrics(scaler)):
             code, details = await _status(call)
             assert code == grpc.StatusCode.INTERNAL
